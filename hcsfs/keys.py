@@ -1,0 +1,54 @@
+"""Plate-relative keys: normalising and refusing anything that could leave the plate root."""
+
+from __future__ import annotations
+
+__all__ = ["join_key", "normalize_key", "parent_key", "unsafe_key_reason"]
+
+
+def unsafe_key_reason(key: str) -> str | None:
+    """Why ``key`` is not a safe plate-relative key, or ``None`` when it is.
+
+    A safe key is ``/``-separated, relative, with no ``.``/``..``/empty segments,
+    no backslash and no NUL byte, so it can never name anything outside the plate.
+    """
+    if not isinstance(key, str):
+        return f"key must be a string, got {type(key).__name__}"
+    if "\x00" in key:
+        return "key contains a NUL byte"
+    if "\\" in key:
+        return "key contains a backslash"
+    if key.startswith("/"):
+        return "key is absolute"
+    if key == "":
+        return None
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            return f"key has a {segment or 'empty'!r} segment"
+    return None
+
+
+def normalize_key(key: str) -> str:
+    """Strip leading/trailing slashes and check ``key`` is safe.
+
+    Raises
+    ------
+    ValueError
+        When the key could escape the plate root (``..``, backslash, NUL ...).
+    """
+    stripped = key.strip("/")
+    while "//" in stripped:
+        stripped = stripped.replace("//", "/")
+    reason = unsafe_key_reason(stripped)
+    if reason is not None:
+        raise ValueError(f"{key!r}: {reason}; keys must stay inside the plate")
+    return stripped
+
+
+def join_key(*parts: str) -> str:
+    """Join non-empty key parts with ``/``."""
+    return "/".join(part.strip("/") for part in parts if part and part.strip("/"))
+
+
+def parent_key(key: str) -> str:
+    """The key of the parent node (``""`` for top-level keys)."""
+    return key.rpartition("/")[0]

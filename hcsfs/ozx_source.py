@@ -1,0 +1,156 @@
+"""OzxSource: a plate inside an RFC-9 ``.ozx`` archive, read in place with ranged reads.
+
+The archive is opened on first use (one suffix read of the tail, at most one more
+for the central directory); after that every member read is one ranged read, and the
+member table answers listings and sizes with no request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+
+from hcsfs.keys import join_key, normalize_key
+from hcsfs.ozx import OzxArchive, RangeFetcher
+from hcsfs.source import Entry, Source
+
+__all__ = ["OzxSource", "fsspec_fetcher", "local_fetcher"]
+
+
+def local_fetcher(path: str) -> RangeFetcher:
+    """A range fetcher over a local file (reads run in a thread)."""
+
+    def read(start: int, end: int | None) -> bytes:
+        try:
+            with open(path, "rb") as handle:
+                if start < 0:
+                    size = os.fstat(handle.fileno()).st_size
+                    handle.seek(max(0, size + start))
+                    return handle.read()
+                handle.seek(start)
+                return handle.read() if end is None else handle.read(max(0, end - start))
+        except IsADirectoryError:
+            raise FileNotFoundError(f"{path}: is a directory, not an .ozx archive") from None
+
+    async def fetch(start: int, end: int | None) -> bytes:
+        return await asyncio.to_thread(read, start, end)
+
+    return fetch
+
+
+def fsspec_fetcher(fs: fsspec.AbstractFileSystem, path: str) -> RangeFetcher:
+    """A range fetcher over a file on any fsspec filesystem (one ranged GET per call)."""
+    is_async = isinstance(fs, AsyncFileSystem) and fs.async_impl
+
+    async def fetch(start: int, end: int | None) -> bytes:
+        if is_async:
+            return bytes(await fs._cat_file(path, start=start, end=end))
+        return bytes(await asyncio.to_thread(fs.cat_file, path, start=start, end=end))
+
+    return fetch
+
+
+class OzxSource(Source):
+    """A read-only plate inside an ``.ozx`` archive."""
+
+    can_list = True
+    read_only = True
+
+    def __init__(self, fetch: RangeFetcher, *, url: str, **archive_options: Any) -> None:
+        self.url = url
+        self._fetch = fetch
+        self._options = archive_options
+        self._archive: OzxArchive | None = None
+        self._opening: dict[int, asyncio.Lock] = {}
+
+    async def archive(self) -> OzxArchive:
+        """The opened archive (opened on first call)."""
+        if self._archive is None:
+            lock = self._opening.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+            async with lock:
+                if self._archive is None:
+                    try:
+                        self._archive = await OzxArchive.open(
+                            self._fetch, archive=self.url, **self._options
+                        )
+                    except FileNotFoundError as exc:
+                        raise FileNotFoundError(f"{self.url}: no such archive") from exc
+        return self._archive
+
+    async def known_sizes(self) -> dict[str, int] | None:
+        # docstring inherited
+        archive = await self.archive()
+        return {name: m.size for name, m in archive.members.items()}
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        # docstring inherited
+        key = normalize_key(key)
+        archive = await self.archive()
+        if key not in archive.members:
+            if key in archive.directories or key == "":
+                raise IsADirectoryError(key)
+            raise FileNotFoundError(key)
+        if start is None and end is None:
+            return await archive.read(key)
+        size = archive.members[key].size
+        if start is not None and start < 0 and end is None:
+            return await archive.read_range(key, start)
+        lo = 0 if start is None else (max(0, size + start) if start < 0 else start)
+        hi = None if end is None else (max(0, size + end) if end < 0 else end)
+        return await archive.read_range(key, lo, hi)
+
+    async def get_many(self, keys: Any) -> dict[str, bytes | None]:
+        # docstring inherited
+        keys = [normalize_key(k) for k in keys]
+        archive = await self.archive()
+        present = [k for k in keys if k in archive.members]
+        found = await archive.read_span(present) if present else {}
+        return {k: found.get(k) for k in keys}
+
+    async def size(self, key: str) -> int:
+        # docstring inherited
+        key = normalize_key(key)
+        archive = await self.archive()
+        if key in archive.members:
+            return archive.members[key].size
+        if key in archive.directories or key == "":
+            raise IsADirectoryError(key)
+        raise FileNotFoundError(key)
+
+    async def ls(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        prefix = normalize_key(prefix)
+        archive = await self.archive()
+        if prefix and prefix not in archive.directories:
+            raise FileNotFoundError(prefix)
+        base = f"{prefix}/" if prefix else ""
+        entries: dict[str, Entry] = {}
+        for name in archive.directories:
+            if name.startswith(base) and "/" not in name[len(base) :]:
+                entries[name] = {"name": name, "type": "directory", "size": 0}
+        for name, member in archive.members.items():
+            if name.startswith(base) and "/" not in name[len(base) :]:
+                entries[name] = {"name": name, "type": "file", "size": member.size}
+        return sorted(entries.values(), key=lambda e: e["name"])
+
+    async def find(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        prefix = normalize_key(prefix)
+        archive = await self.archive()
+        base = f"{prefix}/" if prefix else ""
+        return sorted(
+            (
+                {"name": name, "type": "file", "size": m.size}
+                for name, m in archive.members.items()
+                if name.startswith(base) or name == prefix
+            ),
+            key=lambda e: e["name"],
+        )
+
+    def member_key(self, *parts: str) -> str:
+        """Join parts into a member name."""
+        return join_key(*parts)

@@ -1,0 +1,412 @@
+"""Plate, Well and Image: the user-facing accessors, and :func:`open_plate`.
+
+Accessors are lazy: creating one costs nothing; metadata is fetched on first use.
+Walking a plate (``plate.wells.values()`` / ``items()``, then ``well.images``) reads
+ahead one hierarchy level at a time for a window of wells (the well cache size), so
+enumerating a whole plate costs one concurrent round per level instead of one
+request after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from fsspec.asyn import sync
+
+from hcsfs.filesystem import HCSFileSystem
+from hcsfs.index import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_WELL_CACHE_SIZE
+from hcsfs.keys import join_key
+from hcsfs.ome.model import Acquisition, Axis, ImageMeta, PlateMeta, WellMeta, WellRef
+from hcsfs.resolve import split_hcs_url
+from hcsfs.store import HCSStore
+from hcsfs.zarrmeta import ArrayMeta
+
+if TYPE_CHECKING:
+    import dask.array
+    import zarr
+
+__all__ = ["Image", "Plate", "Well", "open_plate"]
+
+
+def open_plate(
+    url: str,
+    *,
+    mode: str = "r",
+    storage_options: dict[str, Any] | None = None,
+    well_cache_size: int = DEFAULT_WELL_CACHE_SIZE,
+    image_cache_size: int = DEFAULT_IMAGE_CACHE_SIZE,
+) -> Plate:
+    """Open the OME-Zarr HCS plate at ``url``.
+
+    Parameters
+    ----------
+    url
+        A local path, ``s3://bucket/plate.ome.zarr``, an ``.ozx`` archive (local or
+        remote), or a chained URL (``hcs::s3://...``).
+    mode
+        ``"r"`` (read-only, default), ``"r+"`` or ``"a"`` to allow writes.
+    storage_options
+        Options for the target filesystem (e.g. ``{"endpoint_url": ..., "anon": True}``).
+    well_cache_size, image_cache_size
+        Bounds of the metadata caches: wells, and images per well.
+
+    Returns
+    -------
+    Plate
+        The opened plate; its root metadata has been read and checked.
+    """
+    fs = HCSFileSystem(
+        fo=split_hcs_url(str(url)),
+        target_options=storage_options or None,
+        mode=mode,
+        well_cache_size=well_cache_size,
+        image_cache_size=image_cache_size,
+        skip_instance_cache=True,
+    )
+    plate = Plate(fs)
+    plate.meta  # noqa: B018 - reads and validates the root now, so errors surface here
+    return plate
+
+
+class Plate:
+    """An OME-Zarr HCS plate."""
+
+    def __init__(self, fs: HCSFileSystem) -> None:
+        self.fs = fs
+        self.index = fs.index
+        self._walk_order: list[str] | None = None
+
+    def _sync(self, coro: Any) -> Any:
+        return sync(self.fs.loop, lambda: coro)
+
+    def __repr__(self) -> str:
+        meta = self.meta
+        return (
+            f"<Plate {meta.name or ''!r} {len(meta.rows)}x{len(meta.columns)} "
+            f"wells={len(meta.wells)} version={meta.version} at {self.fs.url}>"
+        )
+
+    @property
+    def meta(self) -> PlateMeta:
+        """The parsed plate metadata."""
+        return self._sync(self.index.open())  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> str:
+        """Where the plate lives."""
+        return self.fs.url
+
+    @property
+    def name(self) -> str | None:
+        """The plate name, if the metadata gives one."""
+        return self.meta.name
+
+    @property
+    def version(self) -> str:
+        """The OME-Zarr version of the plate."""
+        return self.meta.version
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """Row names in order."""
+        return self.meta.rows
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Column names in order."""
+        return self.meta.columns
+
+    @property
+    def acquisitions(self) -> tuple[Acquisition, ...]:
+        """The acquisitions the plate declares."""
+        return self.meta.acquisitions
+
+    @property
+    def field_count(self) -> int | None:
+        """The maximum number of fields per well, if declared."""
+        return self.meta.field_count
+
+    @property
+    def zarr_format(self) -> int:
+        """2 for OME-Zarr up to 0.4, 3 from 0.5."""
+        self.meta  # noqa: B018
+        return self.index.zarr_format
+
+    @property
+    def wells(self) -> WellsView:
+        """Mapping ``"A/1"`` → :class:`Well` of every well the plate declares."""
+        return WellsView(self)
+
+    def well(self, row: str, column: str | int) -> Well:
+        """The well at ``row``/``column`` (column as int or str)."""
+        path = f"{row}/{column}"
+        refs = {w.path: w for w in self.meta.wells}
+        if path not in refs:
+            by_names = [w for w in self.meta.wells if w.row == str(row) and w.column == str(column)]
+            if not by_names:
+                raise KeyError(
+                    f"no well {path!r} in plate {self.url}; wells: {_preview(sorted(refs))}"
+                )
+            return Well(self, by_names[0])
+        return Well(self, refs[path])
+
+    @property
+    def store(self) -> HCSStore:
+        """A zarr store rooted at the plate."""
+        return HCSStore(self.fs, "", read_only=self.fs.read_only)
+
+    @property
+    def zarr(self) -> zarr.Group:
+        """The plate as a ``zarr.Group``."""
+        import zarr
+
+        return zarr.open_group(
+            self.store,
+            mode="r" if self.fs.read_only else "r+",
+            zarr_format=self.zarr_format,  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        """Drop cached metadata (the plate can still be used; it re-reads on demand)."""
+        self.fs.invalidate_cache()
+
+    def __enter__(self) -> Plate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------- read-ahead
+    def _window(self, well_path: str) -> list[str]:
+        order = self._walk_order or [w.path for w in self.meta.wells]
+        size = self.index.well_cache_size
+        try:
+            pos = order.index(well_path)
+        except ValueError:
+            return [well_path]
+        start = (pos // size) * size
+        return order[start : start + size]
+
+    async def _prefetch_images(self, well_paths: list[str]) -> None:
+        wells = await self.index.wells(well_paths)
+        nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
+        await self.index.images(nodes)
+
+    async def _prefetch_arrays(self, well_paths: list[str], level: int) -> None:
+        await self._prefetch_images(well_paths)
+        wells = await self.index.wells(well_paths)
+        nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
+        images = await self.index.images(nodes)
+        arrays = [
+            join_key(node, meta.datasets[level].path)
+            for node, meta in images.items()
+            if level < len(meta.datasets)
+        ]
+        await self.index.arrays(arrays)
+
+
+class WellsView(Mapping[str, "Well"]):
+    """The plate's wells by path; iterating values/items reads ahead level by level."""
+
+    def __init__(self, plate: Plate) -> None:
+        self._plate = plate
+        self._refs = {w.path: w for w in plate.meta.wells}
+
+    def __getitem__(self, path: str) -> Well:
+        if path not in self._refs:
+            raise KeyError(
+                f"no well {path!r} in plate {self._plate.url}; wells: {_preview(list(self._refs))}"
+            )
+        return Well(self._plate, self._refs[path])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def values(self) -> Iterator[Well]:  # type: ignore[override]
+        """Every well, reading ahead."""
+        self._plate._walk_order = list(self._refs)
+        for ref in self._refs.values():
+            yield Well(self._plate, ref, walking=True)
+
+    def items(self) -> Iterator[tuple[str, Well]]:  # type: ignore[override]
+        """``(path, well)`` pairs, reading ahead."""
+        for well in self.values():
+            yield well.path, well
+
+
+class Well:
+    """One well of a plate."""
+
+    def __init__(self, plate: Plate, ref: WellRef, *, walking: bool = False) -> None:
+        self.plate = plate
+        self.ref = ref
+        self.path = ref.path
+        self.row = ref.row
+        self.column = ref.column
+        self._walking = walking
+
+    def __repr__(self) -> str:
+        return f"<Well {self.path}>"
+
+    @property
+    def meta(self) -> WellMeta:
+        """The parsed well metadata."""
+        index = self.plate.index
+        if self._walking:
+            window = self.plate._window(self.path)
+            self.plate._sync(index.wells(window))
+        return self.plate._sync(index.well(self.path))  # type: ignore[no-any-return]
+
+    @property
+    def images(self) -> ImagesView:
+        """Mapping field path (``"0"``) → :class:`Image`."""
+        if self._walking:
+            self.plate._sync(self.plate._prefetch_images(self.plate._window(self.path)))
+        return ImagesView(self)
+
+    def image(self, field: int | str = 0) -> Image:
+        """The field ``field`` of this well."""
+        return self.images[str(field)]
+
+    @property
+    def store(self) -> HCSStore:
+        """A zarr store rooted at this well."""
+        return HCSStore(self.plate.fs, self.path, read_only=self.plate.fs.read_only)
+
+
+class ImagesView(Mapping[str, "Image"]):
+    """A well's fields by path."""
+
+    def __init__(self, well: Well) -> None:
+        self._well = well
+        self._refs = {img.path: img.acquisition for img in well.meta.images}
+
+    def __getitem__(self, path: str) -> Image:
+        if path not in self._refs:
+            raise KeyError(
+                f"no field {path!r} in well {self._well.path}; fields: {_preview(list(self._refs))}"
+            )
+        return Image(self._well, path, self._refs[path], walking=self._well._walking)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+class Image:
+    """One field of view (an OME-Zarr multiscale image) of a well."""
+
+    def __init__(
+        self, well: Well, path: str, acquisition: int | None = None, *, walking: bool = False
+    ) -> None:
+        self.well = well
+        self.plate = well.plate
+        self.path = join_key(well.path, path)
+        self.field = path
+        self.acquisition = acquisition
+        self._walking = walking
+
+    def __repr__(self) -> str:
+        return f"<Image {self.path}>"
+
+    @property
+    def meta(self) -> ImageMeta:
+        """The parsed multiscales/omero metadata."""
+        return self.plate._sync(self.plate.index.image(self.path))  # type: ignore[no-any-return]
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        """The image axes."""
+        return self.meta.axes
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        """The axis names, e.g. ``("t", "c", "z", "y", "x")``."""
+        return self.meta.axis_names
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Channel labels from omero metadata."""
+        return self.meta.channel_names
+
+    @property
+    def name(self) -> str | None:
+        """The multiscale's name."""
+        return self.meta.name
+
+    @property
+    def levels(self) -> int:
+        """Number of resolution levels."""
+        return len(self.meta.datasets)
+
+    def _dataset(self, level: int) -> str:
+        datasets = self.meta.datasets
+        if not -len(datasets) <= level < len(datasets):
+            raise KeyError(f"{self.path} has {len(datasets)} levels; no level {level}")
+        return join_key(self.path, datasets[level].path)
+
+    def scale(self, level: int = 0) -> tuple[float, ...]:
+        """Physical scale per axis at ``level``."""
+        self._dataset(level)
+        return self.meta.datasets[level].scale
+
+    def translation(self, level: int = 0) -> tuple[float, ...] | None:
+        """Physical translation per axis at ``level``, if any."""
+        self._dataset(level)
+        return self.meta.datasets[level].translation
+
+    def array_meta(self, level: int = 0) -> ArrayMeta:
+        """Shape, dtype and chunks of ``level`` (from metadata, no chunk read)."""
+        node = self._dataset(level)
+        if self._walking:
+            self.plate._sync(self.plate._prefetch_arrays(self.plate._window(self.well.path), level))
+        return self.plate._sync(self.plate.index.array(node))  # type: ignore[no-any-return]
+
+    def shape(self, level: int = 0) -> tuple[int, ...]:
+        """The array shape at ``level``."""
+        return self.array_meta(level).shape
+
+    @property
+    def dtype(self) -> str:
+        """The level-0 data type."""
+        return self.array_meta(0).dtype
+
+    def level(self, level: int = 0) -> zarr.Array:
+        """The resolution level as a zarr array (read-only when the plate is)."""
+        import zarr
+
+        node = self._dataset(level)
+        self.array_meta(level)
+        return zarr.open_array(
+            HCSStore(self.plate.fs, node, read_only=self.plate.fs.read_only),
+            mode="r" if self.plate.fs.read_only else "r+",
+            zarr_format=self.plate.index.zarr_format,  # type: ignore[arg-type]
+        )
+
+    def to_dask(self, level: int = 0) -> dask.array.Array:
+        """The resolution level as a lazy dask array."""
+        import dask.array as da
+
+        return da.from_zarr(self.level(level))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Names of the label images of this field (one lookup, then cached)."""
+        meta = self.plate._sync(self.plate.index.labels(self.path))
+        return meta.names if meta is not None else ()
+
+    @property
+    def store(self) -> HCSStore:
+        """A zarr store rooted at this image."""
+        return HCSStore(self.plate.fs, self.path, read_only=self.plate.fs.read_only)
+
+
+def _preview(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown or "(none)"

@@ -1,0 +1,380 @@
+"""Sources: the one async byte interface every plate read and write goes through.
+
+A :class:`Source` addresses the bytes of one plate by plate-relative key
+(``"A/1/0/0/zarr.json"``). Implementations wrap a local directory
+(:class:`LocalSource`), any fsspec filesystem (:class:`FsspecSource`: memory, S3,
+HTTP ...) or an ``.ozx`` archive (:class:`hcsfs.ozx_source.OzxSource`). Concurrency
+limits and path safety live here, so the layers above never touch a filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+
+from hcsfs.keys import join_key, normalize_key
+
+__all__ = ["Entry", "FsspecSource", "LocalSource", "Source"]
+
+
+class Entry(TypedDict):
+    """One listing entry, the same shape from every backend."""
+
+    name: str
+    type: str
+    size: int
+
+
+def _file_entry(name: str, size: int) -> Entry:
+    return {"name": name, "type": "file", "size": int(size)}
+
+
+def _dir_entry(name: str) -> Entry:
+    return {"name": name, "type": "directory", "size": 0}
+
+
+class Source(ABC):
+    """Async access to the bytes of one plate, by plate-relative key.
+
+    Missing keys raise ``FileNotFoundError(key)``; writes on a read-only source raise
+    ``PermissionError``. ``can_list`` tells whether :meth:`ls` and :meth:`find` are
+    available (plain HTTP cannot list).
+    """
+
+    url: str
+    can_list: bool = True
+    read_only: bool = False
+    supports_conditional_write: bool = False
+
+    @abstractmethod
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of ``key`` (negative ``start`` with no end: a suffix)."""
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        """Whole values of many keys concurrently; ``None`` for the missing ones."""
+        keys = list(keys)
+
+        async def one(key: str) -> bytes | None:
+            try:
+                return await self.get(key)
+            except FileNotFoundError:
+                return None
+
+        values = await asyncio.gather(*(one(k) for k in keys))
+        return dict(zip(keys, values, strict=True))
+
+    @abstractmethod
+    async def size(self, key: str) -> int:
+        """Size in bytes of ``key``."""
+
+    @abstractmethod
+    async def ls(self, prefix: str) -> list[Entry]:
+        """Direct children of the directory ``prefix`` (``""`` is the root)."""
+
+    @abstractmethod
+    async def find(self, prefix: str) -> list[Entry]:
+        """Every file below ``prefix``, recursively."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` to ``key``, replacing it."""
+        raise PermissionError(f"{self.url}: the plate is read-only")
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key``; missing keys are not an error."""
+        raise PermissionError(f"{self.url}: the plate is read-only")
+
+    async def known_sizes(self) -> dict[str, int] | None:
+        """Every key and its size when the source knows them without a request, else None."""
+        return None
+
+    async def close(self) -> None:
+        """Release resources held by the source."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class LocalSource(Source):
+    """A plate in a local directory, read with plain file I/O in a thread pool.
+
+    Written by hand (not through fsspec's LocalFileSystem) because every access is
+    confined to the plate: symlinks that resolve outside the root are refused.
+    """
+
+    _executor: ThreadPoolExecutor | None = None
+
+    def __init__(self, root: str, *, read_only: bool = False) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.real_root = os.path.realpath(self.root)
+        self.url = self.root
+        self.read_only = read_only
+
+    @classmethod
+    def _pool(cls) -> ThreadPoolExecutor:
+        if cls._executor is None:
+            cls._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hcsfs-local")
+        return cls._executor
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), func, *args)
+
+    def _path(self, key: str) -> str:
+        key = normalize_key(key)
+        path = os.path.join(self.root, *key.split("/")) if key else self.root
+        real = os.path.realpath(path)
+        if real != self.real_root and not real.startswith(self.real_root + os.sep):
+            raise PermissionError(f"{key}: resolves outside the plate root {self.root}")
+        return path
+
+    def _read(self, key: str, start: int | None, end: int | None) -> bytes:
+        path = self._path(key)
+        if os.path.isdir(path):
+            raise IsADirectoryError(key)
+        try:
+            with open(path, "rb") as handle:
+                if start is None and end is None:
+                    return handle.read()
+                size = os.fstat(handle.fileno()).st_size
+                lo, hi = _resolve_range(size, start, end)
+                handle.seek(lo)
+                return handle.read(max(0, hi - lo))
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise FileNotFoundError(key) from exc
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        # docstring inherited
+        return await self._run(self._read, key, start, end)  # type: ignore[no-any-return]
+
+    def _size(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            if os.path.isdir(path):
+                raise IsADirectoryError(key)
+            return os.path.getsize(path)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise FileNotFoundError(key) from exc
+
+    async def size(self, key: str) -> int:
+        # docstring inherited
+        return await self._run(self._size, key)  # type: ignore[no-any-return]
+
+    def _ls(self, prefix: str) -> list[Entry]:
+        path = self._path(prefix)
+        prefix = normalize_key(prefix)
+        try:
+            scanned = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise FileNotFoundError(prefix) from exc
+        entries: list[Entry] = []
+        for item in scanned:
+            name = join_key(prefix, item.name)
+            if not self._inside(item.path):
+                continue
+            if item.is_dir():
+                entries.append(_dir_entry(name))
+            elif item.is_file():
+                entries.append(_file_entry(name, item.stat().st_size))
+        return sorted(entries, key=lambda e: e["name"])
+
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self.real_root or real.startswith(self.real_root + os.sep)
+
+    async def ls(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        return await self._run(self._ls, prefix)  # type: ignore[no-any-return]
+
+    def _find(self, prefix: str) -> list[Entry]:
+        start = self._path(prefix)
+        prefix = normalize_key(prefix)
+        found: list[Entry] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if self._inside(os.path.join(dirpath, d))]
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel = "" if rel == "." else rel
+            for filename in filenames:
+                full = os.path.join(dirpath, filename)
+                if self._inside(full):
+                    found.append(_file_entry(join_key(rel, filename), os.path.getsize(full)))
+        return sorted(found, key=lambda e: e["name"])
+
+    async def find(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        return await self._run(self._find, prefix)  # type: ignore[no-any-return]
+
+    def _put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.hcsfs-{os.getpid()}-{id(data):x}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    async def put(self, key: str, data: bytes) -> None:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        await self._run(self._put, key, bytes(data))
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            return
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        await self._run(self._delete, key)
+
+
+def _resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """Absolute ``[lo, hi)`` for a python-slice-like range on a file of ``size`` bytes."""
+    lo = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
+    hi = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
+    return lo, max(lo, hi)
+
+
+class FsspecSource(Source):
+    """A plate on any fsspec filesystem (memory, S3, GCS, HTTP ...).
+
+    Async filesystems are awaited directly on the caller's loop; sync ones run in
+    threads. ``max_concurrency`` bounds requests in flight.
+    """
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        root: str,
+        *,
+        read_only: bool = False,
+        max_concurrency: int = 64,
+    ) -> None:
+        self.fs = fs
+        self.root = fs._strip_protocol(root).rstrip("/")
+        self.url = fs.unstrip_protocol(self.root)
+        self.read_only = read_only
+        self.is_async = isinstance(fs, AsyncFileSystem) and fs.async_impl
+        self.can_list = not _is_http(fs)
+        self.is_s3 = "s3" in _protocols(fs)
+        self.supports_conditional_write = self.is_s3
+        self._limit = max_concurrency
+        self._semaphores: dict[int, asyncio.Semaphore] = {}
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop_id = id(asyncio.get_running_loop())
+        sem = self._semaphores.get(loop_id)
+        if sem is None:
+            sem = self._semaphores[loop_id] = asyncio.Semaphore(self._limit)
+        return sem
+
+    def _path(self, key: str) -> str:
+        key = normalize_key(key)
+        return f"{self.root}/{key}" if key else self.root
+
+    def _key(self, path: str) -> str:
+        path = self.fs._strip_protocol(path).rstrip("/")
+        if path == self.root:
+            return ""
+        return posixpath.relpath(path, self.root) if self.root else path
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        async with self._semaphore():
+            if self.is_async:
+                return await getattr(self.fs, f"_{name}")(*args, **kwargs)
+            return await asyncio.to_thread(getattr(self.fs, name), *args, **kwargs)
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        # docstring inherited
+        path = self._path(key)
+        kwargs: dict[str, Any] = {}
+        if self.is_s3:
+            kwargs["max_concurrency"] = 1  # no HEAD before a whole-object GET
+        try:
+            data = await self._call("cat_file", path, start=start, end=end, **kwargs)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(key) from exc
+        except IsADirectoryError as exc:
+            raise IsADirectoryError(key) from exc
+        return bytes(data)
+
+    async def size(self, key: str) -> int:
+        # docstring inherited
+        try:
+            info = await self._call("info", self._path(key))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(key) from exc
+        if info.get("type") == "directory":
+            raise IsADirectoryError(key)
+        return int(info["size"])
+
+    def _entry(self, info: dict[str, Any]) -> Entry:
+        name = self._key(info["name"])
+        if info.get("type") == "directory":
+            return _dir_entry(name)
+        return _file_entry(name, info.get("size") or 0)
+
+    async def ls(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        if not self.can_list:
+            raise NotImplementedError(f"{self.url}: this storage cannot list")
+        path = self._path(prefix)
+        kwargs = {"refresh": True} if self.is_s3 else {}
+        try:
+            infos = await self._call("ls", path, detail=True, **kwargs)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(normalize_key(prefix)) from exc
+        entries = [self._entry(info) for info in infos]
+        key = normalize_key(prefix)
+        return sorted((e for e in entries if e["name"] != key), key=lambda e: e["name"])
+
+    async def find(self, prefix: str) -> list[Entry]:
+        # docstring inherited
+        if not self.can_list:
+            raise NotImplementedError(f"{self.url}: this storage cannot list")
+        path = self._path(prefix)
+        if self.is_s3:
+            self.fs.invalidate_cache(path)
+        found = await self._call("find", path, detail=True)
+        entries = [self._entry(info) for info in found.values() if info.get("type") != "directory"]
+        return sorted(entries, key=lambda e: e["name"])
+
+    async def put(self, key: str, data: bytes) -> None:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        path = self._path(key)
+        if not self.is_async:
+            parent = posixpath.dirname(path)
+            if parent:
+                await self._call("makedirs", parent, exist_ok=True)
+        await self._call("pipe_file", path, bytes(data))
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        try:
+            await self._call("rm_file", self._path(key))
+        except FileNotFoundError:
+            return
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
+    return bool({"http", "https"} & set(_protocols(fs)))
