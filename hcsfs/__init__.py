@@ -11,14 +11,27 @@ from hcsfs.errors import (
     UnsupportedVersionError,
 )
 
+from hcsfs.filesystem import HCSFileSystem
+from hcsfs.pack import PackReport, pack
+from hcsfs.plate import Image, Plate, Well, open_plate
+from hcsfs.store import HCSStore
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ArchiveError",
     "HCSError",
+    "HCSFileSystem",
+    "HCSStore",
+    "Image",
     "MetadataError",
     "NotAPlateError",
+    "PackReport",
+    "Plate",
     "PlateWriteError",
     "UnsupportedVersionError",
+    "Well",
     "__version__",
+    "open_plate",
+    "pack",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.spec import AbstractBufferedFile
+from fsspec.utils import tokenize
 
 from hcsfs.index import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_WELL_CACHE_SIZE, PlateIndex
 from hcsfs.keys import join_key, normalize_key, parent_key
@@ -82,11 +83,22 @@ class HCSFileSystem(AsyncFileSystem):
         self.mode = mode
         self.well_cache_size = well_cache_size
         self.image_cache_size = image_cache_size
+        self._identity = tokenize(
+            self.fo, target_protocol, self.target_options, fs, mode, well_cache_size,
+            image_cache_size,
+        )  # fmt: skip
         self._source: Source | None = None
         self._index: PlateIndex | None = None
         self._tree: PlateTree | None = None
 
     # -------------------------------------------------------------- plumbing
+    def __eq__(self, other: object) -> bool:
+        """Equal when they open the same plate the same way (survives pickling)."""
+        return isinstance(other, HCSFileSystem) and self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
     @property
     def read_only(self) -> bool:
         """True unless the filesystem was opened for writing."""

@@ -119,7 +119,7 @@ class CountingS3Server:
             "endpoint_url": self.endpoint_url,
             "key": "testing",
             "secret": "testing",
-            "client_kwargs": {"region_name": "us-east-1"},
+            "client_kwargs": {"region_name": "eu-west-1"},
             "skip_instance_cache": True,
         }
 

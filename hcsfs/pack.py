@@ -1,0 +1,266 @@
+"""Pack any plate into the RFC-9 recommended ``.ozx`` variant, streaming.
+
+ZIP64, STORED, the root ``zarr.json`` first (with consolidated metadata), then the
+other ``zarr.json`` documents breadth-first, then the data, in the local entries and
+the central directory alike; the archive comment carries the OME-Zarr version.
+Memory stays flat: data is fetched in bounded concurrent batches and written as it
+arrives. The archive appears under its final name only when whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.asyn import sync
+from fsspec.core import split_protocol
+
+from hcsfs.convert import v2_array_to_v3, v2_group_to_v3
+from hcsfs.errors import HCSError
+from hcsfs.filesystem import HCSFileSystem
+from hcsfs.keys import parent_key
+from hcsfs.ozx import ZipStreamWriter, ome_comment, recommended_order
+from hcsfs.resolve import split_hcs_url
+from hcsfs.zarrmeta import V2_ARRAY, V2_ATTRS, V2_CONSOLIDATED, V2_GROUP, V3_DOC, load_json
+
+__all__ = ["PackReport", "pack"]
+
+BATCH_BYTES = 64 * 2**20
+BATCH_KEYS = 64
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What a pack wrote."""
+
+    destination: str
+    members: int
+    data_bytes: int
+    archive_bytes: int
+    version: str
+
+
+def pack(
+    src: str,
+    dst: str,
+    *,
+    to_version: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    dst_storage_options: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> PackReport:
+    """Pack the plate at ``src`` (directory, S3, ``.ozx`` ...) into the archive ``dst``.
+
+    Parameters
+    ----------
+    src, dst
+        Source plate and destination ``.ozx`` path or URL (local or e.g. ``s3://``).
+    to_version
+        ``"0.5"`` converts an OME-Zarr 0.4 (zarr v2) plate's metadata while packing
+        (chunks are copied as they are); without it a 0.4 plate is refused, since the
+        recommended variant needs zarr v3.
+    storage_options, dst_storage_options
+        Filesystem options for the source and destination.
+    progress
+        Show a progress bar (default: only on a terminal).
+    """
+    fs = HCSFileSystem(
+        fo=split_hcs_url(src), target_options=storage_options or None, skip_instance_cache=True
+    )
+    return sync(fs.loop, _pack, fs, dst, to_version, dst_storage_options or {}, progress)  # type: ignore[no-any-return]
+
+
+async def _pack(
+    fs: HCSFileSystem,
+    dst: str,
+    to_version: str | None,
+    dst_options: dict[str, Any],
+    progress: bool | None,
+) -> PackReport:
+    index = fs.index
+    plate = await index.open()
+    if to_version not in (None, "0.5"):
+        raise ValueError(f"to_version must be '0.5' or None, got {to_version!r}")
+    if index.zarr_format == 2 and to_version != "0.5":
+        raise HCSError(
+            f"{fs.url}: OME-Zarr {plate.version} (zarr v2) cannot be the RFC-9 recommended "
+            "variant, which needs zarr v3; pass to_version='0.5' (CLI: --to-version 0.5) "
+            "to convert the metadata while packing"
+        )
+    files = {e["name"]: e["size"] for e in await fs.source.find("")}
+    if index.zarr_format == 3:
+        metadata, data_keys = await _v3_documents(fs, files)
+        version = plate.version
+    else:
+        metadata, data_keys = await _v2_to_v3_documents(fs, files)
+        version = "0.5"
+    order = recommended_order([*metadata, *data_keys])
+    total = sum(files[k] for k in data_keys)
+    bar = _progress_bar(total, progress, f"pack {os.path.basename(dst.rstrip('/'))}")
+    try:
+        with _atomic_output(dst, dst_options) as out:
+            writer = ZipStreamWriter(out, archive=dst)
+            for key in order:
+                if key in metadata:
+                    writer.add(key, metadata[key])
+            data_order = [k for k in order if k not in metadata]
+            for batch in _batches(data_order, files):
+                values = await fs.source.get_many(batch)
+                for key in batch:
+                    value = values[key]
+                    if value is None:
+                        raise HCSError(f"{fs.url}: {key} vanished while packing")
+                    writer.add(key, value)
+                    bar.update(len(value))
+            archive_bytes = writer.close(ome_comment(version))
+    finally:
+        bar.close()
+    return PackReport(dst, len(order), total, archive_bytes, version)
+
+
+async def _v3_documents(
+    fs: HCSFileSystem, files: dict[str, int]
+) -> tuple[dict[str, bytes], list[str]]:
+    doc_keys = [k for k in files if k.rpartition("/")[2] == V3_DOC]
+    raw = await fs.source.get_many(doc_keys)
+    docs = {k: load_json(v, path=f"{fs.url}/{k}") for k, v in raw.items() if v is not None}
+    metadata = _with_consolidated(docs)
+    data_keys = [k for k in files if k not in metadata]
+    return metadata, data_keys
+
+
+def _with_consolidated(docs: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+    """Encode v3 documents, with consolidated metadata of all nodes in the root one."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for key, doc in docs.items():
+        if key == V3_DOC:
+            continue
+        node = {k: v for k, v in doc.items() if k != "consolidated_metadata"}
+        if node.get("node_type") == "group":
+            node["consolidated_metadata"] = None
+        nodes[parent_key(key)] = node
+    root = dict(docs.get(V3_DOC, {"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    root["consolidated_metadata"] = {
+        "kind": "inline",
+        "must_understand": False,
+        "metadata": dict(sorted(nodes.items())),
+    }
+    encoded = {k: _dump(v) for k, v in docs.items() if k != V3_DOC}
+    encoded[V3_DOC] = _dump(root)
+    return encoded
+
+
+async def _v2_to_v3_documents(
+    fs: HCSFileSystem, files: dict[str, int]
+) -> tuple[dict[str, bytes], list[str]]:
+    v2_names = {V2_ATTRS, V2_GROUP, V2_ARRAY, V2_CONSOLIDATED}
+    doc_keys = [k for k in files if k.rpartition("/")[2] in v2_names - {V2_CONSOLIDATED}]
+    raw = await fs.source.get_many(doc_keys)
+    parsed = {k: load_json(v, path=f"{fs.url}/{k}") for k, v in raw.items() if v is not None}
+    nodes: dict[str, dict[str, Any]] = {}
+    node_keys = {parent_key(k) for k in parsed}
+    for node in sorted(node_keys):
+        attrs = parsed.get(_join(node, V2_ATTRS))
+        if _join(node, V2_ARRAY) in parsed:
+            nodes[node] = v2_array_to_v3(
+                parsed[_join(node, V2_ARRAY)],
+                attrs,
+                path=f"{fs.url}/{_join(node, V2_ARRAY)}",
+                dimension_names=None,
+            )
+        else:
+            nodes[node] = v2_group_to_v3(attrs)
+    docs = {_join(node, V3_DOC): doc for node, doc in nodes.items()}
+    metadata = _with_consolidated(docs)
+    data_keys = [k for k in files if k.rpartition("/")[2] not in v2_names]
+    return metadata, data_keys
+
+
+def _join(node: str, name: str) -> str:
+    return f"{node}/{name}" if node else name
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2).encode("utf-8")
+
+
+def _batches(keys: list[str], sizes: dict[str, int]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    nbytes = 0
+    for key in keys:
+        if batch and (len(batch) >= BATCH_KEYS or nbytes + sizes[key] > BATCH_BYTES):
+            yield batch
+            batch, nbytes = [], 0
+        batch.append(key)
+        nbytes += sizes[key]
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
+    """A writable stream that becomes ``dst`` only if the block finishes."""
+    protocol, path = split_protocol(dst)
+    if protocol in (None, "file", "local"):
+        final = os.path.abspath(os.path.expanduser(path))
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(final)}.", suffix=".partial", dir=os.path.dirname(final)
+        )
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle  # type: ignore[misc]
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
+        return
+    fs, target = fsspec.core.url_to_fs(dst, **options)
+    if "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        handle = fs.open(target, "wb", autocommit=False)
+        try:
+            yield handle
+            handle.close()
+            handle.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                handle.discard()
+            raise
+        return
+    tmp_target = f"{target}.{uuid.uuid4().hex}.partial"
+    try:
+        with fs.open(tmp_target, "wb") as handle:
+            yield handle
+        fs.mv(tmp_target, target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp_target)
+        raise
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
+    show = sys.stderr.isatty() if progress is None else progress
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc)
