@@ -280,11 +280,24 @@ class HCSFileSystem(AsyncFileSystem):
 
     # -------------------------------------------------------------- reading
     async def _cat_file(
-        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+        self,
+        path: str,
+        start: int | None = None,
+        end: int | None = None,
+        exact: bool = True,
+        **kwargs: Any,
     ) -> bytes:
+        """Bytes of ``path``; ``exact=False`` lets metadata come from consolidated metadata.
+
+        With ``exact=False`` (what the zarr store asks for) a metadata document the
+        consolidated metadata holds is served re-encoded from it, with no request: the
+        same JSON content, not the same bytes.
+        """
         key = self._key(path)
         if start is None and end is None:
             cached = self.index.cached_doc(key)
+            if cached is None and not exact:
+                cached = self.index.consolidated_doc_bytes(key)
             if cached is not None:
                 return cached
         if key.rpartition("/")[2] in METADATA_NAMES and self.index.consolidated_says_absent(key):

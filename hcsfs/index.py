@@ -113,13 +113,11 @@ class PlateIndex:
             else:
                 raw_attrs = await self._get_root_doc(V2_ATTRS)
                 if raw_attrs is None:
-                    raise NotAPlateError(
-                        self.source.url,
-                        "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate",
-                    )
+                    raise NotAPlateError(self.source.url, await self._why_no_root())
                 attributes = load_json(raw_attrs, path=self._where(V2_ATTRS))
             root_doc = V2_ATTRS
         self.root_attributes = attributes
+        _refuse_non_plate(attributes, self._where(root_doc))
         self.plate = parse_plate(attributes, path=self._where(root_doc))
         self._opened = True
         return self.plate
@@ -139,6 +137,16 @@ class PlateIndex:
         self._remember(name, raw)
         return raw
 
+    async def _why_no_root(self) -> str:
+        try:
+            if self.source.can_list and not await self.source.ls(""):
+                return "empty: no zarr.json, .zmetadata or .zattrs; not an OME-Zarr plate"
+        except FileNotFoundError:
+            return "does not exist"
+        except (NotImplementedError, OSError):
+            pass
+        return "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate"
+
     def _read_v3_consolidated(self, doc: dict[str, Any]) -> None:
         block = doc.get("consolidated_metadata")
         if not isinstance(block, dict) or not isinstance(block.get("metadata"), dict):
@@ -156,7 +164,7 @@ class PlateIndex:
         self.consolidated = {k: v for k, v in metadata.items() if isinstance(v, dict)}
 
     def _where(self, key: str) -> str:
-        return join_key(self.source.url, key) if key else self.source.url
+        return f"{self.source.url.rstrip('/')}/{key}" if key else self.source.url
 
     @property
     def plate_meta(self) -> PlateMeta:
@@ -175,6 +183,15 @@ class PlateIndex:
         """Raw bytes of a metadata document already read, else ``None``."""
         with self._lock:
             return self._docs.get(key)
+
+    def consolidated_doc_bytes(self, key: str) -> bytes | None:
+        """A metadata document served from consolidated metadata (no request), if known."""
+        if self.consolidated is None or key in (V3_DOC, V2_CONSOLIDATED):
+            return None
+        doc = self.consolidated.get(key)
+        if doc is None:
+            return None
+        return json.dumps(doc, indent=2).encode("utf-8")
 
     def consolidated_says_absent(self, key: str) -> bool:
         """True when consolidated metadata proves ``key`` (a metadata doc) does not exist."""
@@ -360,6 +377,21 @@ class PlateIndex:
                 "arrays": len(self._arrays),
                 "doc_bytes": int(self._docs.currsize),
             }
+
+
+def _refuse_non_plate(attributes: dict[str, Any], where: str) -> None:
+    """A clear error when the root is an OME-Zarr node, but not a plate."""
+    ome = attributes.get("ome") if isinstance(attributes.get("ome"), dict) else attributes
+    if not isinstance(ome, dict) or "plate" in ome:
+        return
+    for key, what in (
+        ("well", "a well group"),
+        ("multiscales", "a single image"),
+        ("labels", "a labels group"),
+        ("bioformats2raw.layout", "a bioformats2raw collection"),
+    ):
+        if key in ome:
+            raise NotAPlateError(where, f"this is {what}, not an HCS plate (no 'plate' metadata)")
 
 
 def dumps_doc(doc: dict[str, Any]) -> bytes:
