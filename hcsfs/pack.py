@@ -174,7 +174,7 @@ async def _v2_to_v3_documents(
                 parsed[_join(node, V2_ARRAY)],
                 attrs,
                 path=f"{fs.url}/{_join(node, V2_ARRAY)}",
-                dimension_names=None,
+                dimension_names=_axis_names(parsed.get(_join(parent_key(node), V2_ATTRS))),
             )
         else:
             nodes[node] = v2_group_to_v3(attrs)
@@ -182,6 +182,18 @@ async def _v2_to_v3_documents(
     metadata = _with_consolidated(docs)
     data_keys = [k for k in files if k.rpartition("/")[2] not in v2_names]
     return metadata, data_keys
+
+
+def _axis_names(image_attrs: dict[str, Any] | None) -> list[str] | None:
+    """Axis names of a 0.4 image's first multiscale (the arrays' dimension names)."""
+    multiscales = (image_attrs or {}).get("multiscales")
+    if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
+        return None
+    axes = multiscales[0].get("axes")
+    if not isinstance(axes, list):
+        return None
+    names = [a.get("name") if isinstance(a, dict) else a for a in axes]
+    return names if all(isinstance(n, str) for n in names) else None
 
 
 def _join(node: str, name: str) -> str:

@@ -10,7 +10,9 @@ limits and path safety live here, so the layers above never touch a filesystem.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -214,10 +216,15 @@ class LocalSource(Source):
     def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.hcsfs-{os.getpid()}-{id(data):x}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        tmp = f"{path}.hcsfs-{os.getpid()}-{threading.get_ident():x}.tmp"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
 
     async def put(self, key: str, data: bytes) -> None:
         # docstring inherited
