@@ -9,6 +9,8 @@ arrives. The archive appears under its final name only when whole.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -75,16 +77,41 @@ def pack(
     fs = HCSFileSystem(
         fo=split_hcs_url(src), target_options=storage_options or None, skip_instance_cache=True
     )
-    return sync(fs.loop, _pack, fs, dst, to_version, dst_storage_options or {}, progress)  # type: ignore[no-any-return]
+    plan: _Plan = sync(fs.loop, _plan, fs, to_version)
+    order = recommended_order([*plan.metadata, *plan.data_keys])
+    data_order = [k for k in order if k not in plan.metadata]
+    total = sum(plan.sizes[k] for k in plan.data_keys)
+    bar = _progress_bar(total, progress, f"pack {os.path.basename(dst.rstrip('/'))}")
+    try:
+        with _atomic_output(dst, dst_storage_options or {}) as out:
+            writer = ZipStreamWriter(out, archive=dst)
+            for key in order:
+                if key in plan.metadata:
+                    writer.add(key, plan.metadata[key])
+            for batch, values in _prefetched(fs, _batches(data_order, plan.sizes)):
+                for key in batch:
+                    value = values[key]
+                    if value is None:
+                        raise HCSError(f"{fs.url}: {key} vanished while packing")
+                    writer.add(key, value)
+                    bar.update(len(value))
+            archive_bytes = writer.close(ome_comment(plan.version))
+    finally:
+        bar.close()
+    return PackReport(dst, len(order), total, archive_bytes, plan.version)
 
 
-async def _pack(
-    fs: HCSFileSystem,
-    dst: str,
-    to_version: str | None,
-    dst_options: dict[str, Any],
-    progress: bool | None,
-) -> PackReport:
+@dataclass(frozen=True)
+class _Plan:
+    """What the archive will hold: encoded metadata, data keys and sizes, the version."""
+
+    metadata: dict[str, bytes]
+    data_keys: list[str]
+    sizes: dict[str, int]
+    version: str
+
+
+async def _plan(fs: HCSFileSystem, to_version: str | None) -> _Plan:
     index = fs.index
     plate = await index.open()
     if to_version not in (None, "0.5"):
@@ -98,32 +125,28 @@ async def _pack(
     files = {e["name"]: e["size"] for e in await fs.source.find("")}
     if index.zarr_format == 3:
         metadata, data_keys = await _v3_documents(fs, files)
-        version = plate.version
-    else:
-        metadata, data_keys = await _v2_to_v3_documents(fs, files)
-        version = "0.5"
-    order = recommended_order([*metadata, *data_keys])
-    total = sum(files[k] for k in data_keys)
-    bar = _progress_bar(total, progress, f"pack {os.path.basename(dst.rstrip('/'))}")
+        return _Plan(metadata, data_keys, files, plate.version)
+    metadata, data_keys = await _v2_to_v3_documents(fs, files)
+    return _Plan(metadata, data_keys, files, "0.5")
+
+
+def _prefetched(
+    fs: HCSFileSystem, batches: Iterator[list[str]]
+) -> Iterator[tuple[list[str], dict[str, bytes | None]]]:
+    """Yield each batch with its values while the next batch is already being fetched."""
+    pending: tuple[list[str], concurrent.futures.Future[dict[str, bytes | None]]] | None = None
     try:
-        with _atomic_output(dst, dst_options) as out:
-            writer = ZipStreamWriter(out, archive=dst)
-            for key in order:
-                if key in metadata:
-                    writer.add(key, metadata[key])
-            data_order = [k for k in order if k not in metadata]
-            for batch in _batches(data_order, files):
-                values = await fs.source.get_many(batch)
-                for key in batch:
-                    value = values[key]
-                    if value is None:
-                        raise HCSError(f"{fs.url}: {key} vanished while packing")
-                    writer.add(key, value)
-                    bar.update(len(value))
-            archive_bytes = writer.close(ome_comment(version))
+        for batch in batches:
+            future = asyncio.run_coroutine_threadsafe(fs.source.get_many(batch), fs.loop)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (batch, future)
+        if pending is not None:
+            done, pending = pending, None
+            yield done[0], done[1].result()
     finally:
-        bar.close()
-    return PackReport(dst, len(order), total, archive_bytes, version)
+        if pending is not None:
+            pending[1].cancel()
 
 
 async def _v3_documents(
@@ -248,6 +271,7 @@ def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
         except BaseException:
             with contextlib.suppress(Exception):
                 handle.discard()
+            handle.closed = True  # a discarded upload must never be flushed later
             raise
         return
     tmp_target = f"{target}.{uuid.uuid4().hex}.partial"

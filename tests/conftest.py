@@ -153,3 +153,76 @@ def version(request: pytest.FixtureRequest) -> str:
 def plate_on(plate_factory: Any, backend: str, version: str) -> PlateOnBackend:
     """The sample plate on every backend, in both versions."""
     return plate_factory(backend, version)  # type: ignore[no-any-return]
+
+
+class StaticHTTPServer:
+    """Serves a local directory over plain HTTP on 127.0.0.1 (aiohttp: GET, HEAD, Range).
+
+    Plain HTTP cannot list, so it is the target that proves listings come from the
+    OME metadata.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.port = 0
+        self._loop: Any = None
+        self._thread: Any = None
+        self._runner: Any = None
+
+    def start(self) -> StaticHTTPServer:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        ready = threading.Event()
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_static("/", self.root, show_index=False, follow_symlinks=False)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def url(self, relative: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{relative}"
+
+
+@pytest.fixture(scope="session")
+def http_root(tmp_path_factory: pytest.TempPathFactory, blueprint_dirs: dict[str, str]) -> str:
+    """A folder served over HTTP holding the sample plates and a packed archive."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("http")
+    for version, local in blueprint_dirs.items():
+        shutil.copytree(local, root / f"plate-{version}.ome.zarr")
+    pack(blueprint_dirs["0.5"], str(root / "plate.ozx"))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def http_server(http_root: str) -> Iterator[StaticHTTPServer]:
+    server = StaticHTTPServer(http_root).start()
+    yield server
+    server.stop()
