@@ -113,7 +113,7 @@ class PlateIndex:
             else:
                 raw_attrs = await self._get_root_doc(V2_ATTRS)
                 if raw_attrs is None:
-                    raise NotAPlateError(self.source.url, await self._why_no_root())
+                    await self._refuse_missing_root()
                 attributes = load_json(raw_attrs, path=self._where(V2_ATTRS))
             root_doc = V2_ATTRS
         self.root_attributes = attributes
@@ -137,15 +137,18 @@ class PlateIndex:
         self._remember(name, raw)
         return raw
 
-    async def _why_no_root(self) -> str:
+    async def _refuse_missing_root(self) -> None:
+        """Raise the clearest error for a root with no zarr metadata at all."""
+        url = self.source.url
         try:
-            if self.source.can_list and not await self.source.ls(""):
-                return "empty: no zarr.json, .zmetadata or .zattrs; not an OME-Zarr plate"
+            empty = self.source.can_list and not await self.source.ls("")
         except FileNotFoundError:
-            return "does not exist"
+            raise FileNotFoundError(f"{url}: no such plate (the location does not exist)") from None
         except (NotImplementedError, OSError):
-            pass
-        return "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate"
+            empty = False
+        if empty:
+            raise NotAPlateError(url, "empty: no zarr.json, .zmetadata or .zattrs; not an OME-Zarr plate")
+        raise NotAPlateError(url, "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate")
 
     def _read_v3_consolidated(self, doc: dict[str, Any]) -> None:
         block = doc.get("consolidated_metadata")

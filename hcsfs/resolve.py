@@ -50,7 +50,7 @@ def make_source(
         protocol = target_protocol or protocol
         if protocol in (None, "file", "local") and not _is_chained(fo):
             local = os.path.abspath(os.path.expanduser(path))
-            if is_archive_path(local):
+            if is_archive_path(local) and not os.path.isdir(local):
                 from hcsfs.ozx_source import OzxSource, local_fetcher
 
                 return OzxSource(local_fetcher(local), url=local)

@@ -23,6 +23,7 @@ __all__ = [
     "V3_DOC",
     "array_doc_key",
     "attributes_doc_key",
+    "MAX_METADATA_BYTES",
     "load_json",
     "parse_array_meta",
     "parse_group_attributes",
@@ -58,8 +59,23 @@ def array_doc_key(zarr_format: int, node: str) -> str:
     return join_key(node, V3_DOC if zarr_format == 3 else V2_ARRAY)
 
 
+MAX_METADATA_BYTES = 256 * 2**20
+MAX_JSON_OBJECTS = 2_000_000
+
+
 def load_json(raw: bytes, *, path: str) -> dict[str, Any]:
-    """Decode one JSON object, naming ``path`` in the error when it is not one."""
+    """Decode one JSON object, naming ``path`` in the error when it is not one.
+
+    Documents over :data:`MAX_METADATA_BYTES`, or with more than
+    :data:`MAX_JSON_OBJECTS` objects (counted on the raw bytes, before any is built),
+    are refused: a hostile document cannot make the parser allocate without bound.
+    """
+    if len(raw) > MAX_METADATA_BYTES:
+        raise MetadataError(
+            path, f"document is {len(raw)} bytes, more than the cap of {MAX_METADATA_BYTES}"
+        )
+    if raw.count(b"{") > MAX_JSON_OBJECTS:
+        raise MetadataError(path, f"document holds more than {MAX_JSON_OBJECTS} JSON objects")
     try:
         doc = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -70,6 +86,8 @@ def load_json(raw: bytes, *, path: str) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise MetadataError(path, "JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. integers longer than Python's digit limit
+        raise MetadataError(path, f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MetadataError(path, f"expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -100,9 +118,14 @@ def _dtype_name(value: Any, *, path: str) -> str:
     if not isinstance(name, str):
         raise MetadataError(path, f"unsupported data type {value!r}")
     try:
-        return str(np.dtype(name))
+        dtype = np.dtype(name)
     except TypeError:
-        return name
+        return name  # a zarr extension type numpy does not know: kept by name
+    except (ValueError, SyntaxError) as exc:
+        raise MetadataError(path, f"unsupported data type {value!r}: {exc}") from None
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise MetadataError(path, f"unsupported structured data type {value!r}")
+    return str(dtype)
 
 
 def parse_array_meta(zarr_format: int, doc: dict[str, Any], *, path: str) -> ArrayMeta:
@@ -118,10 +141,13 @@ def parse_array_meta(zarr_format: int, doc: dict[str, Any], *, path: str) -> Arr
         chunks = _int_tuple(config.get("chunk_shape"), path=path, field="chunk_shape")
         shards: tuple[int, ...] | None = None
         codecs = doc.get("codecs") or []
-        if isinstance(codecs, list) and codecs and isinstance(codecs[0], dict):
-            if codecs[0].get("name") == "sharding_indexed":
-                inner = (codecs[0].get("configuration") or {}).get("chunk_shape")
-                shards, chunks = chunks, _int_tuple(inner, path=path, field="inner chunk_shape")
+        first = codecs[0] if isinstance(codecs, list) and codecs else None
+        if isinstance(first, dict) and first.get("name") == "sharding_indexed":
+            sharding = first.get("configuration")
+            if not isinstance(sharding, dict):
+                raise MetadataError(path, "codecs[0].configuration must be a JSON object")
+            inner = sharding.get("chunk_shape")
+            shards, chunks = chunks, _int_tuple(inner, path=path, field="inner chunk_shape")
         dtype = _dtype_name(doc.get("data_type"), path=path)
     else:
         shape = _int_tuple(doc.get("shape"), path=path, field="shape")

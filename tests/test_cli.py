@@ -140,12 +140,12 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Any, plate_facto
 def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["info", str(tmp_path / "missing")])
     assert result.exit_code == 1
-    assert result.output.strip().startswith("hcsfs: error: NotAPlateError")
+    assert result.output.strip().startswith("hcsfs: error: FileNotFoundError")
     assert "does not exist" in result.output
     assert "Traceback" not in result.output
     debug = CliRunner().invoke(main, ["--debug", "info", str(tmp_path / "missing")])
     assert debug.exit_code == 1
-    assert isinstance(debug.exception, hcsfs.NotAPlateError)
+    assert isinstance(debug.exception, FileNotFoundError)
 
 
 def test_usage_errors_exit_with_2() -> None:

@@ -271,7 +271,9 @@ def parse_plate(attributes: object, *, path: str) -> PlateMeta:
     """
     attrs = _need_dict(attributes, path, "attributes")
     ns = attrs.get("ome", attrs)
-    if not isinstance(ns, dict) or "plate" not in ns:
+    if not isinstance(ns, dict):
+        raise MetadataError(path, f"ome must be a JSON object, got {type(ns).__name__}")
+    if "plate" not in ns:
         raise NotAPlateError(path, "plate: no OME-Zarr plate metadata")
     ns, version = _version(attrs, "plate", path)
     plate = _need_dict(ns["plate"], path, "plate")
