@@ -20,7 +20,7 @@ import fsspec
 
 import hcsfs
 
-ROWS = list(string.ascii_uppercase) + ["AA", "AB", "AC", "AD", "AE", "AF"]  # 32 rows
+ROWS = [*string.ascii_uppercase, "AA", "AB", "AC", "AD", "AE", "AF"]  # 32 rows
 COLUMNS = [str(c) for c in range(1, 49)]  # 48 columns -> 1536 wells
 FIELDS = 4
 
@@ -45,7 +45,10 @@ def build(root: str) -> str:
         "field_count": FIELDS,
     }
     mem.pipe_file(f"{root}/zarr.json", _doc({"ome": {"version": "0.5", "plate": plate}}))
-    axes = [{"name": n, "type": t} for n, t in zip("czyx", ["channel", "space", "space", "space"], strict=True)]
+    axes = [
+        {"name": n, "type": t}
+        for n, t in zip("czyx", ["channel", "space", "space", "space"], strict=True)
+    ]
     array = {
         "zarr_format": 3,
         "node_type": "array",
@@ -58,15 +61,27 @@ def build(root: str) -> str:
     }
     for well in wells:
         images = [{"path": str(f), "acquisition": 0} for f in range(FIELDS)]
-        mem.pipe_file(f"{root}/{well['path']}/zarr.json", _doc({"ome": {"version": "0.5", "well": {"images": images}}}))
+        mem.pipe_file(
+            f"{root}/{well['path']}/zarr.json",
+            _doc({"ome": {"version": "0.5", "well": {"images": images}}}),
+        )
         for f in range(FIELDS):
             datasets = [
-                {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 2.0**level, 2.0**level]}]}
+                {
+                    "path": str(level),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [1, 1, 2.0**level, 2.0**level]}
+                    ],
+                }
                 for level in range(3)
             ]
-            ms = {"multiscales": [{"axes": axes, "datasets": datasets}],
-                  "omero": {"channels": [{"label": f"ch{c}", "color": "FFFFFF"} for c in range(4)]}}
-            mem.pipe_file(f"{root}/{well['path']}/{f}/zarr.json", _doc({"ome": {"version": "0.5", **ms}}))
+            ms = {
+                "multiscales": [{"axes": axes, "datasets": datasets}],
+                "omero": {"channels": [{"label": f"ch{c}", "color": "FFFFFF"} for c in range(4)]},
+            }
+            mem.pipe_file(
+                f"{root}/{well['path']}/{f}/zarr.json", _doc({"ome": {"version": "0.5", **ms}})
+            )
             mem.pipe_file(f"{root}/{well['path']}/{f}/0/zarr.json", json.dumps(array).encode())
     return f"memory://{root}"
 

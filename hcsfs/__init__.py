@@ -10,7 +10,6 @@ from hcsfs.errors import (
     PlateWriteError,
     UnsupportedVersionError,
 )
-
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.pack import PackReport, pack
 from hcsfs.plate import Image, Plate, Well, open_plate

@@ -15,7 +15,12 @@ from hcsfs.keys import join_key
 from hcsfs.ome.parse import parse_image, parse_well
 from hcsfs.ome.validate import Issue, validate_image, validate_plate, validate_well
 from hcsfs.plate import Plate
-from hcsfs.zarrmeta import array_doc_key, attributes_doc_key, parse_array_meta, parse_group_attributes
+from hcsfs.zarrmeta import (
+    array_doc_key,
+    attributes_doc_key,
+    parse_array_meta,
+    parse_group_attributes,
+)
 
 __all__ = ["validate_plate_tree"]
 
@@ -69,7 +74,9 @@ async def _validate(plate: Plate, strict: bool) -> list[Issue]:
     array_docs = {array_doc_key(fmt, n): n for n in array_nodes}
     for key, doc in (await index.docs(array_docs)).items():
         if doc is None:
-            issues.append(_issue(key, f"array {array_docs[key]} is listed by multiscales but missing"))
+            issues.append(
+                _issue(key, f"array {array_docs[key]} is listed by multiscales but missing")
+            )
             continue
         try:
             parse_array_meta(fmt, doc, path=key)
@@ -80,7 +87,7 @@ async def _validate(plate: Plate, strict: bool) -> list[Issue]:
 
 def validate_plate_tree(plate: Plate, *, strict: bool = False) -> list[Issue]:
     """Every problem in the plate: spec rules (``strict`` adds SHOULD rules) and structure."""
-    return sync(plate.fs.loop, _validate, plate, strict)  # type: ignore[no-any-return]
+    return sync(plate.fs.loop, _validate, plate, strict)
 
 
 def issues_as_json(issues: list[Issue]) -> list[dict[str, Any]]:

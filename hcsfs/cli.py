@@ -163,10 +163,7 @@ def ls(
       hcsfs ls plate.ozx A/1 -l
     """
     fs = _open(url, endpoint_url, anon, options).fs
-    if recursive:
-        entries = list(fs.find(path, detail=True).values())
-    else:
-        entries = fs.ls(path, detail=True)
+    entries = list(fs.find(path, detail=True).values()) if recursive else fs.ls(path, detail=True)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -182,7 +179,9 @@ def ls(
 @click.argument("url")
 @click.argument("path")
 @storage_flags
-def cat(url: str, path: str, endpoint_url: str | None, anon: bool, options: tuple[str, ...]) -> None:
+def cat(
+    url: str, path: str, endpoint_url: str | None, anon: bool, options: tuple[str, ...]
+) -> None:
     """Write the bytes of PATH inside the plate at URL to standard output.
 
     \b
@@ -196,9 +195,15 @@ def cat(url: str, path: str, endpoint_url: str | None, anon: bool, options: tupl
 @main.command()
 @click.argument("src")
 @click.argument("dst")
-@click.option("--to-version", type=click.Choice(["0.5"]), default=None,
-              help="Convert an OME-Zarr 0.4 plate's metadata to 0.5 while packing.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--to-version",
+    type=click.Choice(["0.5"]),
+    default=None,
+    help="Convert an OME-Zarr 0.4 plate's metadata to 0.5 while packing.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @storage_flags
 def pack(
     src: str,
@@ -233,9 +238,15 @@ def pack(
 @click.argument("src")
 @click.argument("dst")
 @click.option("--overwrite", is_flag=True, help="Replace files already at DST.")
-@click.option("--to-version", type=click.Choice(["0.5"]), default=None,
-              help="With an .ozx DST: convert 0.4 metadata to 0.5.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--to-version",
+    type=click.Choice(["0.5"]),
+    default=None,
+    help="With an .ozx DST: convert 0.4 metadata to 0.5.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @storage_flags
 def cp(
     src: str,
@@ -292,8 +303,10 @@ def validate(
     else:
         for issue in issues:
             click.echo(str(issue))
-        click.echo(f"{'valid' if not errors else 'INVALID'}: {len(errors)} errors, "
-                   f"{len(issues) - len(errors)} warnings")
+        click.echo(
+            f"{'valid' if not errors else 'INVALID'}: {len(errors)} errors, "
+            f"{len(issues) - len(errors)} warnings"
+        )
     if errors:
         sys.exit(1)
 
@@ -317,10 +330,20 @@ def mount(
 
 
 @main.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-              help="Where to write the sample plate (default: a temporary directory).")
-@click.option("--version", "version", type=click.Choice(["0.4", "0.5"]), default="0.5",
-              help="OME-Zarr version of the sample plate.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write the sample plate (default: a temporary directory).",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.Choice(["0.4", "0.5"]),
+    default="0.5",
+    help="OME-Zarr version of the sample plate.",
+)
 def demo(directory: str | None, version: str) -> None:
     """Write a small sample plate, pack it to .ozx, open it through hcsfs and summarise it."""
     import numpy as np
@@ -335,7 +358,9 @@ def demo(directory: str | None, version: str) -> None:
     plate_dir = os.path.join(base, "sample.ome.zarr")
     archive = os.path.join(base, "sample.ozx")
     spec = write_sample_plate(plate_dir, version=version)
-    click.echo(f"wrote a sample plate ({len(spec.wells)} wells x {spec.fields} fields) to {plate_dir}")
+    click.echo(
+        f"wrote a sample plate ({len(spec.wells)} wells x {spec.fields} fields) to {plate_dir}"
+    )
     report = pack_plate(plate_dir, archive, to_version="0.5", progress=False)
     click.echo(f"packed it into {archive} ({report.archive_bytes} bytes)\n")
     plate = open_plate(archive)

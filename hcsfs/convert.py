@@ -14,7 +14,15 @@ from hcsfs.errors import MetadataError
 
 __all__ = ["v2_array_to_v3", "v2_attributes_to_v3", "v2_group_to_v3"]
 
-OME_KEYS = ("plate", "well", "multiscales", "omero", "labels", "image-label", "bioformats2raw.layout")
+OME_KEYS = (
+    "plate",
+    "well",
+    "multiscales",
+    "omero",
+    "labels",
+    "image-label",
+    "bioformats2raw.layout",
+)
 BLOSC_SHUFFLE = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}
 
 
@@ -90,9 +98,18 @@ def v2_array_to_v3(
         raise MetadataError(path, f"dtype {dtype} cannot be converted to zarr v3 here")
     codecs: list[dict[str, Any]] = []
     if zarray.get("order", "C") == "F":
-        codecs.append({"name": "transpose", "configuration": {"order": list(range(len(zarray["shape"])))[::-1]}})
+        codecs.append(
+            {
+                "name": "transpose",
+                "configuration": {"order": list(range(len(zarray["shape"])))[::-1]},
+            }
+        )
     endian = "big" if dtype.byteorder == ">" else "little"
-    codecs.append({"name": "bytes", "configuration": {"endian": endian}} if dtype.itemsize > 1 else {"name": "bytes"})
+    codecs.append(
+        {"name": "bytes", "configuration": {"endian": endian}}
+        if dtype.itemsize > 1
+        else {"name": "bytes"}
+    )
     if zarray.get("compressor"):
         codecs.append(_codec_from_v2(zarray["compressor"], path=path, itemsize=dtype.itemsize))
     fill = zarray.get("fill_value")

@@ -15,7 +15,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from cachetools import LRUCache
 
@@ -114,6 +114,7 @@ class PlateIndex:
                 raw_attrs = await self._get_root_doc(V2_ATTRS)
                 if raw_attrs is None:
                     await self._refuse_missing_root()
+                    raise AssertionError("unreachable")  # pragma: no cover
                 attributes = load_json(raw_attrs, path=self._where(V2_ATTRS))
             root_doc = V2_ATTRS
         self.root_attributes = attributes
@@ -137,7 +138,7 @@ class PlateIndex:
         self._remember(name, raw)
         return raw
 
-    async def _refuse_missing_root(self) -> None:
+    async def _refuse_missing_root(self) -> NoReturn:
         """Raise the clearest error for a root with no zarr metadata at all."""
         url = self.source.url
         try:
@@ -147,8 +148,12 @@ class PlateIndex:
         except (NotImplementedError, OSError):
             empty = False
         if empty:
-            raise NotAPlateError(url, "empty: no zarr.json, .zmetadata or .zattrs; not an OME-Zarr plate")
-        raise NotAPlateError(url, "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate")
+            raise NotAPlateError(
+                url, "empty: no zarr.json, .zmetadata or .zattrs; not an OME-Zarr plate"
+            )
+        raise NotAPlateError(
+            url, "no zarr.json, .zmetadata or .zattrs at the root: not an OME-Zarr plate"
+        )
 
     def _read_v3_consolidated(self, doc: dict[str, Any]) -> None:
         block = doc.get("consolidated_metadata")

@@ -216,7 +216,7 @@ def _axis_names(image_attrs: dict[str, Any] | None) -> list[str] | None:
     if not isinstance(axes, list):
         return None
     names = [a.get("name") if isinstance(a, dict) else a for a in axes]
-    return names if all(isinstance(n, str) for n in names) else None
+    return [str(n) for n in names] if all(isinstance(n, str) for n in names) else None
 
 
 def _join(node: str, name: str) -> str:
@@ -252,7 +252,7 @@ def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
         )
         try:
             with os.fdopen(fd, "wb") as handle:
-                yield handle  # type: ignore[misc]
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, final)

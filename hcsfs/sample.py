@@ -36,7 +36,9 @@ class SamplePlateSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def expected_field(spec: SamplePlateSpec, well: str, field_index: int, level: int = 0) -> np.ndarray:
+def expected_field(
+    spec: SamplePlateSpec, well: str, field_index: int, level: int = 0
+) -> np.ndarray:
     """The pixels the sample plate holds for ``well``/``field_index`` at ``level``."""
     seed = sum(ord(ch) * 31**i for i, ch in enumerate(f"{well}/{field_index}"))
     rng = np.random.default_rng(seed)
@@ -95,7 +97,9 @@ def _wrap(version: str, content: dict[str, Any]) -> dict[str, Any]:
     return {"ome": {"version": version, **content}}
 
 
-def _create_array(group: zarr.Group, name: str, data: np.ndarray, spec: SamplePlateSpec, v2: bool) -> None:
+def _create_array(
+    group: zarr.Group, name: str, data: np.ndarray, spec: SamplePlateSpec, v2: bool
+) -> None:
     chunks = tuple(min(c, s) for c, s in zip(spec.chunks, data.shape, strict=True))
     kwargs: dict[str, Any] = {}
     if v2:
@@ -118,8 +122,7 @@ def write_sample_plate(
     if version not in ("0.4", "0.5"):
         raise ValueError(f"sample plates are written as 0.4 or 0.5, not {version!r}")
     v2 = version == "0.4"
-    zarr_format = 2 if v2 else 3
-    root = zarr.open_group(store, mode="w", zarr_format=zarr_format)
+    root = zarr.open_group(store, mode="w", zarr_format=2 if v2 else 3)
     wells_meta = []
     for path in spec.wells:
         row, column = path.split("/")
@@ -159,7 +162,10 @@ def write_sample_plate(
             image.attrs.update(
                 _wrap(
                     version,
-                    {"multiscales": _multiscales(spec, version, f"{path}/{f}"), "omero": _omero(spec)},
+                    {
+                        "multiscales": _multiscales(spec, version, f"{path}/{f}"),
+                        "omero": _omero(spec),
+                    },
                 )
             )
             for level in range(spec.levels):

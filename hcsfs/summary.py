@@ -53,7 +53,9 @@ async def _summary(plate: Plate, with_size: bool) -> dict[str, Any]:
     if first is not None:
         node = join_key(first[0], first[1].images[0].path)
         image = await index.image(node)
-        array = await index.array(join_key(node, image.datasets[0].path)) if image.datasets else None
+        array = (
+            await index.array(join_key(node, image.datasets[0].path)) if image.datasets else None
+        )
         summary["image"] = {
             "path": node,
             "axes": list(image.axis_names),
@@ -79,7 +81,7 @@ def plate_summary(plate: Plate, *, with_size: bool = False) -> dict[str, Any]:
     ``total_bytes`` is filled when it is cheap to know (local directories, ``.ozx``)
     or when ``with_size`` asks for a full listing.
     """
-    return sync(plate.fs.loop, _summary, plate, with_size)  # type: ignore[no-any-return]
+    return sync(plate.fs.loop, _summary, plate, with_size)
 
 
 def _human(n: int | None) -> str:
@@ -103,7 +105,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"OME-Zarr     {summary['version']} (zarr v{summary['zarr_format']}"
         f"{', consolidated' if summary['consolidated_metadata'] else ''})",
         f"layout       {len(rows)} rows x {len(cols)} columns"
-        f" ({rows[0]}..{rows[-1]}, {cols[0]}..{cols[-1]})" if rows and cols else "layout       empty",
+        f" ({rows[0]}..{rows[-1]}, {cols[0]}..{cols[-1]})"
+        if rows and cols
+        else "layout       empty",
         f"wells        {summary['wells_present']} present of {summary['wells_declared']} declared",
         f"fields       {summary['fields_total']} in all ({fields or 'none'})",
     ]

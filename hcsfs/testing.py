@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 __all__ = ["CountingS3Server", "S3Request"]
 
@@ -90,7 +90,7 @@ class CountingS3Server:
 
         outer = self
 
-        class _Server(ThreadedMotoServer):  # type: ignore[misc]
+        class _Server(ThreadedMotoServer):
             def _server_entry(self) -> None:
                 app = _CountingApp(DomainDispatcherApplication(create_backend_app), outer)
                 self._server = make_server(self._ip_address, self._port, app, True)

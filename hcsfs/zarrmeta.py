@@ -15,15 +15,15 @@ from hcsfs.errors import MetadataError
 from hcsfs.keys import join_key
 
 __all__ = [
-    "ArrayMeta",
+    "MAX_METADATA_BYTES",
     "V2_ARRAY",
     "V2_ATTRS",
     "V2_CONSOLIDATED",
     "V2_GROUP",
     "V3_DOC",
+    "ArrayMeta",
     "array_doc_key",
     "attributes_doc_key",
-    "MAX_METADATA_BYTES",
     "load_json",
     "parse_array_meta",
     "parse_group_attributes",
@@ -132,7 +132,9 @@ def parse_array_meta(zarr_format: int, doc: dict[str, Any], *, path: str) -> Arr
     """Shape, dtype, chunks (and shards) from a v3 ``zarr.json`` or v2 ``.zarray``."""
     if zarr_format == 3:
         if doc.get("node_type") != "array":
-            raise MetadataError(path, f"expected an array, found node_type {doc.get('node_type')!r}")
+            raise MetadataError(
+                path, f"expected an array, found node_type {doc.get('node_type')!r}"
+            )
         shape = _int_tuple(doc.get("shape"), path=path, field="shape")
         grid = doc.get("chunk_grid")
         config = grid.get("configuration") if isinstance(grid, dict) else None

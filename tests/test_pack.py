@@ -82,9 +82,7 @@ def test_pack_converts_0_4_to_0_5_keeping_chunks(plate_factory: Any, tmp_path: A
     assert plate.version == "0.5"
     image = plate.well("A", 1).image(0)
     assert image.level(0).metadata.dimension_names == ("t", "c", "z", "y", "x")
-    np.testing.assert_array_equal(
-        image.level(0)[...], expected_field(SamplePlateSpec(), "A/1", 0)
-    )
+    np.testing.assert_array_equal(image.level(0)[...], expected_field(SamplePlateSpec(), "A/1", 0))
     assert plate.well("A", 1).image(0).labels == ("cells",)
 
 

@@ -123,7 +123,11 @@ def test_find_walk_and_du_cover_every_file(plate_on: Any) -> None:
     walked = {f"{root}/{name}".strip("/") for root, _, files in fs.walk("") for name in files}
     assert walked == set(found)
     assert fs.du("") == sum(info["size"] for info in found.values())
-    chunks = [name for name in found if name.startswith("A/1/0/0/") and "json" not in name and "/.z" not in name]
+    chunks = [
+        name
+        for name in found
+        if name.startswith("A/1/0/0/") and "json" not in name and "/.z" not in name
+    ]
     assert len(chunks) == 8  # 2 channels x 2 x 2 chunks of 32 px
 
 
