@@ -148,9 +148,9 @@ def test_opened_filesystem_pickles_without_cached_state(plate_on: Any) -> None:
     assert len(payload) < 4096
 
 
-def test_chained_urls_reach_the_plate(plate_on: Any) -> None:
-    if plate_on.backend not in ("s3", "ozx_s3"):
-        pytest.skip("chained URLs are exercised on S3")
+@pytest.mark.parametrize("remote", ["s3", "ozx_s3"])
+def test_chained_urls_reach_the_plate(plate_factory: Any, remote: str, version: str) -> None:
+    plate_on = plate_factory(remote, version)
     protocol_free = plate_on.url.removeprefix("s3://")
     doc = "zarr.json" if plate_on.is_archive or plate_on.version == "0.5" else ".zattrs"
     with fsspec.open(
