@@ -20,6 +20,7 @@ from fsspec.utils import tokenize
 
 from hcsfs.index import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_WELL_CACHE_SIZE, PlateIndex
 from hcsfs.keys import join_key, normalize_key, parent_key
+from hcsfs.ozx_source import OzxSource
 from hcsfs.resolve import make_source, split_hcs_url
 from hcsfs.source import Entry, Source
 from hcsfs.tree import PlateTree
@@ -199,12 +200,12 @@ class HCSFileSystem(AsyncFileSystem):
                 for entry in await source.ls(key):
                     merged[entry["name"]] = entry
             except FileNotFoundError:
-                if node is None:
+                if node is None and key:
                     raise
         elif node is None:
             raise FileNotFoundError(key)
-        if node is None and not merged:
-            raise FileNotFoundError(key)
+        if node is None and not merged and key:
+            raise FileNotFoundError(key)  # the root always exists: empty storage lists as []
         return sorted(merged.values(), key=lambda e: e["name"])
 
     async def _known_size(self, key: str, *, allow_request: bool) -> int | None:
@@ -324,13 +325,13 @@ class HCSFileSystem(AsyncFileSystem):
         if mode == "create" and await self._exists(key):
             raise FileExistsError(key)
         await self.source.put(key, value)
-        self.index.invalidate(key)
+        self._invalidate(key)
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
         key = self._key(path)
         self._check_writable(key)
         await self.source.delete(key)
-        self.index.invalidate(key)
+        self._invalidate(key)
 
     async def _rm(
         self, path: Any, recursive: bool = False, batch_size: int | None = None, **kwargs: Any
@@ -350,10 +351,30 @@ class HCSFileSystem(AsyncFileSystem):
     async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
         self._check_writable(self._key(path))
 
+    def _invalidate(self, key: str) -> None:
+        """Forget what the index and tree know that a write of ``key`` may change."""
+        self.index.invalidate(key)
+        if self._tree is not None:
+            self._tree.invalidate(key)
+
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget cached metadata for ``path`` (or everything)."""
+        """Forget cached metadata for ``path`` (or everything).
+
+        Forgetting everything also forgets an archive's directory: it is re-read on
+        next use (after the archive was re-packed in place, say).
+        """
+        if path is not None:
+            if self._index is not None:
+                self._invalidate(self._key(path))
+            return
+        if isinstance(self._source, OzxSource):
+            self._source = None
+            if self._index is not None:
+                self._index.source = self.source
         if self._index is not None:
-            self._index.invalidate(None if path is None else self._key(path))
+            self._index.invalidate(None)
+        if self._tree is not None:
+            self._tree.invalidate(None)
 
 
 class HCSFile(AbstractBufferedFile):

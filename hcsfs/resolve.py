@@ -62,6 +62,8 @@ def make_source(
                 options.setdefault("asynchronous", True)
             if loop is not None and _is_async_class(protocol):
                 options.setdefault("loop", loop)
+            if protocol in ("s3", "s3a"):
+                _widen_s3_pool(options)
             fs = fsspec.filesystem(protocol, **options)
             path = fs._strip_protocol(fo)
     else:
@@ -71,6 +73,16 @@ def make_source(
 
         return OzxSource(fsspec_fetcher(fs, path), url=fs.unstrip_protocol(path))
     return FsspecSource(fs, path, read_only=read_only)
+
+
+S3_POOL_CONNECTIONS = 64
+
+
+def _widen_s3_pool(options: dict[str, Any]) -> None:
+    """Let as many S3 requests be in flight as the source allows (botocore's default is 10)."""
+    config = dict(options.get("config_kwargs") or {})
+    config.setdefault("max_pool_connections", S3_POOL_CONNECTIONS)
+    options["config_kwargs"] = config
 
 
 def _is_chained(url: str) -> bool:

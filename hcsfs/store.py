@@ -1,17 +1,23 @@
 """HCSStore: the zarr face of a plate (a zarr-python 3 ``Store``).
 
 Every call runs on the plate filesystem's own event loop - whatever loop zarr calls
-from - so an S3 session is never used from a foreign loop and chunk reads issued
-together are in flight together. Metadata documents the index has already read are
-served from its cache with no request.
+from - so an S3 session is never used from a foreign loop, and the reads of one batch
+(``get_partial_values``, ``_get_many``) go over in one hop and are in flight together
+(S3 requests overlap; local reads run in the source's thread pool). Metadata documents
+the index has already read are served from its cache with no request.
+
+The store also works as plain storage: on an empty location, or one holding zarr
+data that is not a plate, it reads, writes and lists keys like any zarr store.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fsspec.asyn import sync
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -19,7 +25,7 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
-from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from hcsfs.keys import join_key, unsafe_key_reason
 
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["HCSStore"]
 
 T = TypeVar("T")
+
+#: What a read of a missing (or non-file) key raises below the store; ``get`` says None.
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class HCSStore(Store):
@@ -41,23 +50,38 @@ class HCSStore(Store):
     path
         The node this store is rooted at (``""`` for the plate, ``"A/1"`` for a well).
     read_only
-        Refuse writes (always true for a read-only filesystem or an ``.ozx``).
+        Refuse writes. A store over a read-only filesystem (``mode="r"``, or any
+        ``.ozx`` archive) is always read-only, whatever is asked for here.
+
+    Examples
+    --------
+    >>> fs = HCSFileSystem(fo="/data/plate.ome.zarr")  # doctest: +SKIP
+    >>> zarr.open_group(HCSStore(fs), mode="r")  # doctest: +SKIP
+    >>> store = await HCSStore.open(fs=fs, path="A/1", read_only=True)  # doctest: +SKIP
     """
 
     supports_writes: bool = True
     supports_deletes: bool = True
-    supports_partial_writes: bool = False  # type: ignore[assignment]
     supports_listing: bool = True
+
+    fs: HCSFileSystem
+    path: str
 
     def __init__(self, fs: HCSFileSystem, path: str = "", *, read_only: bool = True) -> None:
         super().__init__(read_only=read_only or fs.read_only)
+        root = path.strip("/")
+        reason = unsafe_key_reason(root)
+        if reason is not None:
+            raise ValueError(f"HCSStore path {path!r}: {reason}")
         self.fs = fs
-        self.path = path.strip("/")
+        self.path = root
 
+    # ------------------------------------------------------------ identity
     def __repr__(self) -> str:
         return f"HCSStore({self.fs.url!r}, path={self.path!r}, read_only={self.read_only})"
 
     def __eq__(self, other: object) -> bool:
+        """Equal when over the same filesystem, at the same node, with the same mode."""
         return (
             isinstance(other, HCSStore)
             and self.fs == other.fs
@@ -66,38 +90,72 @@ class HCSStore(Store):
         )
 
     def __hash__(self) -> int:
-        return hash((self.fs._fs_token, self.path, self.read_only))
+        return hash((self.fs, self.path, self.read_only))
 
     def __getstate__(self) -> dict[str, Any]:
+        """Pickle the filesystem (fsspec pickles it by its arguments), node and mode."""
         return {"fs": self.fs, "path": self.path, "read_only": self.read_only}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["fs"], state["path"], read_only=state["read_only"])  # type: ignore[misc]
+        """A fresh (not yet open) store over the same filesystem."""
+        Store.__init__(self, read_only=state["read_only"])
+        self.fs = state["fs"]
+        self.path = state["path"]
 
     def with_read_only(self, read_only: bool = False) -> HCSStore:
         # docstring inherited
-        return HCSStore(self.fs, self.path, read_only=read_only)
+        return type(self)(self.fs, self.path, read_only=read_only)
 
     # ------------------------------------------------------------ plumbing
-    async def _on_fs_loop(self, coro: Awaitable[T]) -> T:
+    async def _on_fs_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the filesystem's loop, from whatever loop we are on."""
         fs_loop = self.fs.loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - always called from a coroutine
-            running = None
-        if running is fs_loop:
+        if asyncio.get_running_loop() is fs_loop:
             return await coro
-        future = asyncio.run_coroutine_threadsafe(coro, fs_loop)  # type: ignore[arg-type]
+        future = asyncio.run_coroutine_threadsafe(coro, fs_loop)
         return await asyncio.wrap_future(future)
 
-    def _key(self, key: str) -> str:
-        reason = unsafe_key_reason(key)
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on the filesystem's loop from synchronous code."""
+        result: T = sync(self.fs.loop, lambda: coro)
+        return result
+
+    def _key(self, key: str, *, prefix: bool = False) -> str:
+        """The filesystem path of ``key``; ValueError for keys that leave the store.
+
+        With ``prefix`` a trailing ``/`` is allowed (``list_dir("foo/")``).
+        """
+        checked = key.rstrip("/") if prefix and isinstance(key, str) else key
+        reason = unsafe_key_reason(checked)
         if reason is not None:
-            raise ValueError(f"{key!r}: {reason}; zarr keys must stay inside the plate")
-        return join_key(self.path, key)
+            raise ValueError(f"zarr key {key!r} is not a key inside the store: {reason}")
+        return join_key(self.path, checked)
+
+    def _relative(self, name: str) -> str:
+        """A filesystem path below the store's node, as a key of the store."""
+        return name[len(self.path) + 1 :] if self.path else name
 
     # --------------------------------------------------------------- reads
+    async def _read(self, full: str, byte_range: ByteRequest | None) -> bytes | None:
+        """Bytes of ``full`` (a filesystem path) in ``byte_range``; None when missing.
+
+        Runs on the filesystem's loop.
+        """
+        start, end = _byte_limits(byte_range)
+        try:
+            if _empty_range(start, end):
+                info = await self.fs._info(full)
+                return b"" if info["type"] == "file" else None
+            return bytes(await self.fs._cat_file(full, start=start, end=end, exact=False))
+        except _MISSING:
+            return None
+
+    async def _read_many(
+        self, requests: list[tuple[str, ByteRequest | None]]
+    ) -> list[bytes | None]:
+        """Many reads at once, all in flight together (runs on the filesystem's loop)."""
+        return list(await asyncio.gather(*(self._read(k, r) for k, r in requests)))
+
     async def get(
         self,
         key: str,
@@ -105,13 +163,9 @@ class HCSStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         # docstring inherited
-        full = self._key(key)
-        start, end = _byte_limits(byte_range)
-        try:
-            data = await self._on_fs_loop(self.fs._cat_file(full, start=start, end=end))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        return prototype.buffer.from_bytes(data)
+        _byte_limits(byte_range)  # refuse a bad range before going to the loop
+        data = await self._on_fs_loop(self._read(self._key(key), byte_range))
+        return None if data is None else prototype.buffer.from_bytes(data)
 
     async def get_partial_values(
         self,
@@ -119,103 +173,167 @@ class HCSStore(Store):
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
         # docstring inherited
-        return list(
-            await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges))
-        )
+        requests = [(self._key(key), byte_range) for key, byte_range in key_ranges]
+        if not requests:
+            return []
+        for _, byte_range in requests:
+            _byte_limits(byte_range)
+        found = await self._on_fs_loop(self._read_many(requests))
+        return [None if data is None else prototype.buffer.from_bytes(data) for data in found]
+
+    async def _get_many(
+        self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+        """Read many keys concurrently (zarr's default reads them one after another)."""
+        requests = list(requests)
+        paths = [(self._key(key), byte_range) for key, _, byte_range in requests]
+        for _, byte_range in paths:
+            _byte_limits(byte_range)
+        found = await self._on_fs_loop(self._read_many(paths)) if paths else []
+        for (key, prototype, _), data in zip(requests, found, strict=True):
+            yield key, None if data is None else prototype.buffer.from_bytes(data)
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
-        full = self._key(key)
         try:
-            info = await self._on_fs_loop(self.fs._info(full))
-        except (FileNotFoundError, NotADirectoryError):
+            info = await self._on_fs_loop(self.fs._info(self._key(key)))
+        except _MISSING:
             return False
         return bool(info["type"] == "file")
 
     async def getsize(self, key: str) -> int:
         # docstring inherited
         full = self._key(key)
-        info = await self._on_fs_loop(self.fs._info(full))
+        try:
+            info = await self._on_fs_loop(self.fs._info(full))
+        except _MISSING:
+            raise FileNotFoundError(key) from None
         if info["type"] != "file":
-            raise FileNotFoundError(full)
+            raise FileNotFoundError(key)
         return int(info["size"])
+
+    async def getsize_prefix(self, prefix: str) -> int:
+        # docstring inherited
+        base = self._key(prefix, prefix=True)
+        try:
+            found = await self._on_fs_loop(self.fs._find(base, detail=True))
+        except _MISSING:
+            return 0
+        return sum(int(info["size"]) for info in found.values() if info["type"] == "file")
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """:meth:`get` from synchronous code (zarr's ``SupportsGetSync``)."""
+        return self._sync(self.get(key, prototype or default_buffer_prototype(), byte_range))
 
     # -------------------------------------------------------------- writes
     async def set(self, key: str, value: Buffer) -> None:
         # docstring inherited
         self._check_writable()
         if not isinstance(value, Buffer):
-            raise TypeError(f"HCSStore.set(): `value` must be a Buffer, got {type(value).__name__}")
-        full = self._key(key)
-        await self._on_fs_loop(self.fs._pipe_file(full, value.to_bytes()))
+            raise TypeError(
+                f"HCSStore.set(): `value` must be a Buffer, got {type(value).__name__} instead"
+            )
+        await self._on_fs_loop(self.fs._pipe_file(self._key(key), value.to_bytes()))
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         # docstring inherited
         self._check_writable()
-        if not await self.exists(key):
-            await self.set(key, value)
+        full = self._key(key)
+        try:
+            await self._on_fs_loop(self.fs._pipe_file(full, value.to_bytes(), mode="create"))
+        except FileExistsError:
+            return
+
+    async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+        """Write many keys concurrently, in one hop to the filesystem's loop."""
+        self._check_writable()
+        items = [(self._key(key), value.to_bytes()) for key, value in values]
+        if items:
+            await self._on_fs_loop(self._pipe_many(items))
+
+    async def _pipe_many(self, items: list[tuple[str, bytes]]) -> None:
+        await asyncio.gather(*(self.fs._pipe_file(path, data) for path, data in items))
 
     async def delete(self, key: str) -> None:
         # docstring inherited
         self._check_writable()
-        full = self._key(key)
         try:
-            await self._on_fs_loop(self.fs._rm_file(full))
+            await self._on_fs_loop(self.fs._rm_file(self._key(key)))
         except FileNotFoundError:
             return
 
     async def delete_dir(self, prefix: str) -> None:
         # docstring inherited
         self._check_writable()
-        prefix = prefix.rstrip("/")
-        keys = [k async for k in self.list_prefix(f"{prefix}/" if prefix else "")]
-        await asyncio.gather(*(self.delete(k) for k in keys))
+        base = self._key(prefix, prefix=True)
+        await self._on_fs_loop(self._delete_below(base))
+
+    async def _delete_below(self, base: str) -> None:
+        """Delete every file below the node ``base`` (runs on the filesystem's loop)."""
+        try:
+            found = await self.fs._find(base)
+        except _MISSING:
+            return
+        inside = f"{base}/" if base else ""
+        doomed = [name for name in found if name.startswith(inside)]
+
+        async def rm(name: str) -> None:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: fine
+                await self.fs._rm_file(name)
+
+        await asyncio.gather(*(rm(name) for name in doomed))
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """:meth:`set` from synchronous code (zarr's ``SupportsSetSync``)."""
+        self._sync(self.set(key, value))
+
+    def delete_sync(self, key: str) -> None:
+        """:meth:`delete` from synchronous code (zarr's ``SupportsDeleteSync``)."""
+        self._sync(self.delete(key))
 
     # ------------------------------------------------------------- listing
-    async def _find_files(self, prefix: str) -> list[str]:
-        base = join_key(self.path, prefix.rstrip("/"))
+    async def _files_below(self, base: str) -> list[str]:
+        """Keys (relative to the store) of every file below the node ``base``."""
         try:
             names = await self._on_fs_loop(self.fs._find(base))
-        except FileNotFoundError:
+        except _MISSING:
             return []
-        strip = len(self.path) + 1 if self.path else 0
-        return [name[strip:] for name in names]
+        inside = f"{self.path}/" if self.path else ""
+        return [self._relative(name) for name in names if name.startswith(inside)]
 
     async def list(self) -> AsyncIterator[str]:
         # docstring inherited
-        for key in await self._find_files(""):
+        for key in await self._files_below(self.path):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         # docstring inherited
-        directory = prefix.rpartition("/")[0] if not prefix.endswith("/") else prefix
-        for key in await self._find_files(directory):
+        directory = prefix if prefix.endswith("/") else prefix.rpartition("/")[0]
+        for key in await self._files_below(self._key(directory, prefix=True)):
             if key.startswith(prefix):
                 yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         # docstring inherited
-        base = join_key(self.path, prefix.rstrip("/"))
+        base = self._key(prefix, prefix=True)
         try:
             entries = await self._on_fs_loop(self.fs._ls(base, detail=True))
-        except (FileNotFoundError, NotADirectoryError):
+        except _MISSING:
             return
         for entry in entries:
-            name = entry["name"].rpartition("/")[2]
-            if name:
+            parent, _, name = entry["name"].rpartition("/")
+            if name and parent == base:
                 yield name
-
-    async def getsize_prefix(self, prefix: str) -> int:
-        # docstring inherited
-        base = join_key(self.path, prefix.rstrip("/"))
-        try:
-            found = await self._on_fs_loop(self.fs._find(base, detail=True))
-        except FileNotFoundError:
-            return 0
-        return sum(int(info["size"]) for info in found.values())
 
 
 def _byte_limits(byte_range: ByteRequest | None) -> tuple[int | None, int | None]:
+    """``(start, end)`` for the filesystem's ``_cat_file``; ValueError for anything else."""
     if byte_range is None:
         return None, None
     if isinstance(byte_range, RangeByteRequest):
@@ -223,6 +341,11 @@ def _byte_limits(byte_range: ByteRequest | None) -> tuple[int | None, int | None
     if isinstance(byte_range, OffsetByteRequest):
         return byte_range.offset, None
     if isinstance(byte_range, SuffixByteRequest):
-        return -byte_range.suffix, None
-    raise TypeError(f"unexpected byte request {byte_range!r}")
+        # a suffix of 0 bytes is the empty range at the end, not the whole value
+        return (-byte_range.suffix, None) if byte_range.suffix > 0 else (0, 0)
+    raise ValueError(f"Unexpected byte_range, got {byte_range!r}")
 
+
+def _empty_range(start: int | None, end: int | None) -> bool:
+    """True when ``[start, end)`` is empty whatever the value's size."""
+    return start is not None and end is not None and 0 <= end <= start

@@ -7,10 +7,13 @@ the OME hierarchy (``tables/`` ...), is left to the source's own listing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from hcsfs.errors import MetadataError
 from hcsfs.index import PlateIndex
 from hcsfs.keys import join_key
+from hcsfs.ome.model import PlateMeta
 from hcsfs.zarrmeta import V2_ARRAY, V2_ATTRS, V2_GROUP, V3_DOC
 
 __all__ = ["Node", "PlateTree"]
@@ -30,6 +33,29 @@ class PlateTree:
 
     def __init__(self, index: PlateIndex) -> None:
         self.index = index
+        #: Why the root is not a plate (empty storage, plain zarr data ...), once known.
+        self.root_error: MetadataError | None = None
+
+    async def plate(self) -> PlateMeta | None:
+        """The plate metadata, or ``None`` when the root is not a (readable) plate.
+
+        A root that is not a plate - empty storage, plain zarr data, a bad root
+        document - has no OME nodes: the filesystem then serves the storage as it is.
+        The verdict is kept (in :attr:`root_error`) until :meth:`invalidate`, so plain
+        storage does not re-read the root on every call.
+        """
+        if self.root_error is not None:
+            return None
+        try:
+            return await self.index.open()
+        except MetadataError as exc:
+            self.root_error = exc
+            return None
+
+    def invalidate(self, key: str | None = None) -> None:
+        """Forget the root verdict when ``key`` (a written key) may change it, or always."""
+        if key is None or "/" not in key:
+            self.root_error = None
 
     def group_docs(self, key: str) -> tuple[str, ...]:
         """Metadata files a group at ``key`` has (by the format's rules)."""
@@ -44,8 +70,13 @@ class PlateTree:
         return (join_key(key, V2_ARRAY),)
 
     async def node(self, key: str) -> Node | None:
-        """The OME node at ``key``, or ``None`` when the metadata does not define it."""
-        plate = await self.index.open()
+        """The OME node at ``key``, or ``None`` when the metadata does not define it.
+
+        Always ``None`` when the root is not a plate (see :meth:`plate`).
+        """
+        plate = await self.plate()
+        if plate is None:
+            return None
         if key == "":
             rows = sorted({w.path.split("/")[0] for w in plate.wells}, key=_row_order(plate.rows))
             return Node("", "plate", tuple(rows))
@@ -78,7 +109,9 @@ class PlateTree:
         if sub in dataset_paths:
             return Node(join_key(image_key, sub), "array")
         if any(p.startswith(sub + "/") for p in dataset_paths):
-            nested = {p[len(sub) + 1 :].split("/")[0] for p in dataset_paths if p.startswith(sub + "/")}
+            nested = {
+                p[len(sub) + 1 :].split("/")[0] for p in dataset_paths if p.startswith(sub + "/")
+            }
             return Node(join_key(image_key, sub), "dir", tuple(sorted(nested)))
         if rest[0] == "labels" and not image.is_label:
             labels = await self.index.labels(image_key)
@@ -93,6 +126,6 @@ class PlateTree:
         return None
 
 
-def _row_order(rows: tuple[str, ...]) -> object:
+def _row_order(rows: tuple[str, ...]) -> Callable[[str], tuple[int, str]]:
     order = {name: i for i, name in enumerate(rows)}
     return lambda name: (order.get(name, len(order)), name)
