@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hcsfs.copy import CopyReport, copy_plate
 from hcsfs.errors import (
     ArchiveError,
     HCSError,
@@ -13,12 +14,14 @@ from hcsfs.errors import (
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.pack import PackReport, pack
 from hcsfs.plate import Image, Plate, Well, open_plate
-from hcsfs.store import HCSStore
+from hcsfs.store import HCSStore, open_store
+from hcsfs.write import consolidate, create_plate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArchiveError",
+    "CopyReport",
     "HCSError",
     "HCSFileSystem",
     "HCSStore",
@@ -31,6 +34,10 @@ __all__ = [
     "UnsupportedVersionError",
     "Well",
     "__version__",
+    "consolidate",
+    "copy_plate",
+    "create_plate",
     "open_plate",
+    "open_store",
     "pack",
 ]

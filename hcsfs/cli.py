@@ -277,6 +277,24 @@ def cp(
 
 @main.command()
 @click.argument("url")
+@storage_flags
+def consolidate(url: str, endpoint_url: str | None, anon: bool, options: tuple[str, ...]) -> None:
+    """Write consolidated metadata for the plate at URL (directory or object store).
+
+    Readers then open the whole plate with one request.
+
+    \b
+    Example:
+      hcsfs consolidate s3://bucket/plate.ome.zarr
+    """
+    from hcsfs.write import consolidate as consolidate_plate
+
+    consolidate_plate(url, storage_options=storage_options_from(endpoint_url, anon, options))
+    click.echo(f"consolidated metadata written for {url}")
+
+
+@main.command()
+@click.argument("url")
 @click.option("--strict", is_flag=True, help="Also check recommended (SHOULD) rules.")
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 @storage_flags

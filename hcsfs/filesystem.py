@@ -175,7 +175,7 @@ class HCSFileSystem(AsyncFileSystem):
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         key = self._key(path)
         entries = await self._list_entries(key)
-        return entries if detail else [e["name"] for e in entries]  # type: ignore[misc]
+        return entries if detail else [e["name"] for e in entries]
 
     async def _list_entries(self, key: str) -> list[Entry]:
         node = await self.tree.node(key)
@@ -319,7 +319,9 @@ class HCSFileSystem(AsyncFileSystem):
         return HCSFile(self, self._key(path), mode=mode, block_size=block_size or 2**22, **kwargs)
 
     # -------------------------------------------------------------- writing
-    async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+    async def _pipe_file(
+        self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any
+    ) -> None:
         key = self._key(path)
         self._check_writable(key)
         if mode == "create" and await self._exists(key):
@@ -387,7 +389,7 @@ class HCSFile(AbstractBufferedFile):
         super().__init__(fs, path, mode=mode, **kwargs)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return self.fs.cat_file(self.path, start=start, end=end)  # type: ignore[no-any-return]
+        return self.fs.cat_file(self.path, start=start, end=end)
 
     def _initiate_upload(self) -> None:
         self._parts = []

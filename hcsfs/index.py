@@ -86,13 +86,40 @@ class PlateIndex:
         self.root_attributes: dict[str, Any] = {}
         self.consolidated: dict[str, dict[str, Any]] | None = None
         self.known_keys: dict[str, int] | None = None
+        self.virtual_root: bytes | None = None
+        self._open_locks: dict[int, asyncio.Lock] = {}
         self._opened = False
 
     # ------------------------------------------------------------------ opening
     async def open(self) -> PlateMeta:
-        """Read the root: detect the zarr format, consolidated metadata and the plate."""
+        """Read the root: detect the zarr format, consolidated metadata and the plate.
+
+        Concurrent callers share one read of the root.
+        """
         if self._opened and self.plate is not None:
             return self.plate
+        loop_id = id(asyncio.get_running_loop())
+        lock = self._open_locks.setdefault(loop_id, asyncio.Lock())
+        async with lock:
+            if self._opened and self.plate is not None:
+                return self.plate
+            return await self._open()
+
+    def format_excludes(self, key: str) -> bool:
+        """True when the plate's zarr format rules out metadata document ``key``.
+
+        A zarr v3 plate has no ``.zgroup/.zattrs/.zarray/.zmetadata``; a v2 plate no
+        ``zarr.json``: answering so spares the probes zarr sends when it is not told
+        the format.
+        """
+        if not self._opened:
+            return False
+        name = key.rpartition("/")[2]
+        if self.zarr_format == 3:
+            return name in (V2_GROUP, V2_ATTRS, ".zarray", V2_CONSOLIDATED)
+        return name == V3_DOC
+
+    async def _open(self) -> PlateMeta:
         self.known_keys = await self._known_keys()
         raw = await self._get_root_doc(V3_DOC)
         if raw is not None:
@@ -354,6 +381,7 @@ class PlateIndex:
     def invalidate(self, key: str | None = None) -> None:
         """Forget what the index knows about ``key`` (a written key), or everything."""
         with self._lock:
+            self.virtual_root = None
             if key is None:
                 for cache in (self._wells, self._images, self._arrays, self._docs, self._labels):
                     cache.clear()

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["join_key", "normalize_key", "parent_key", "unsafe_key_reason"]
+__all__ = ["is_internal_key", "join_key", "normalize_key", "parent_key", "unsafe_key_reason"]
+
+
+def is_internal_key(key: str) -> bool:
+    """True for hcsfs's own bookkeeping files (lock files, in-flight temp files).
+
+    They live inside a plate directory while a writer works, but are never part of the
+    plate: listings, copies and packs leave them out.
+    """
+    name = key.rpartition("/")[2]
+    return name.startswith(".hcsfs") or (".hcsfs-" in name and name.endswith(".tmp"))
 
 
 def unsafe_key_reason(key: str) -> str | None:

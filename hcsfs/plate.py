@@ -18,7 +18,7 @@ from hcsfs.filesystem import HCSFileSystem
 from hcsfs.index import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_WELL_CACHE_SIZE
 from hcsfs.keys import join_key
 from hcsfs.ome.model import Acquisition, Axis, ImageMeta, PlateMeta, WellMeta, WellRef
-from hcsfs.resolve import split_hcs_url
+from hcsfs.resolve import is_archive_path, split_hcs_url
 from hcsfs.store import HCSStore
 from hcsfs.zarrmeta import ArrayMeta
 
@@ -45,7 +45,8 @@ def open_plate(
         A local path, ``s3://bucket/plate.ome.zarr``, an ``.ozx`` archive (local or
         remote), or a chained URL (``hcs::s3://...``).
     mode
-        ``"r"`` (read-only, default), ``"r+"`` or ``"a"`` to allow writes.
+        ``"r"`` (read-only, default), ``"r+"`` or ``"a"`` to allow writes. A writable
+        ``.ozx`` is unpacked into a staging directory and packed again on ``close()``.
     storage_options
         Options for the target filesystem (e.g. ``{"endpoint_url": ..., "anon": True}``).
     well_cache_size, image_cache_size
@@ -56,6 +57,16 @@ def open_plate(
     Plate
         The opened plate; its root metadata has been read and checked.
     """
+    if mode != "r" and is_archive_path(split_hcs_url(str(url))):
+        from hcsfs.write import open_staged_plate
+
+        return open_staged_plate(
+            split_hcs_url(str(url)),
+            mode=mode,
+            storage_options=storage_options,
+            well_cache_size=well_cache_size,
+            image_cache_size=image_cache_size,
+        )
     fs = HCSFileSystem(
         fo=split_hcs_url(str(url)),
         target_options=storage_options or None,
@@ -76,6 +87,12 @@ class Plate:
         self.fs = fs
         self.index = fs.index
         self._walk_order: list[str] | None = None
+        self._closed = False
+        self._staged: Any = None  # a staged .ozx (hcsfs.write.staging), packed on close
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the filesystem (by its arguments); a staged .ozx is not packed twice."""
+        return (Plate, (self.fs,))
 
     def _sync(self, coro: Any) -> Any:
         return sync(self.fs.loop, lambda: coro)
@@ -90,7 +107,7 @@ class Plate:
     @property
     def meta(self) -> PlateMeta:
         """The parsed plate metadata."""
-        return self._sync(self.index.open())  # type: ignore[no-any-return]
+        return self._sync(self.index.open())
 
     @property
     def url(self) -> str:
@@ -167,15 +184,43 @@ class Plate:
             zarr_format=self.zarr_format,  # type: ignore[arg-type]
         )
 
-    def close(self) -> None:
-        """Drop cached metadata (the plate can still be used; it re-reads on demand)."""
-        self.fs.invalidate_cache()
+    # ------------------------------------------------------------- writing
+    def write_image(
+        self, row: str, column: str | int, field: int | str, data: Any, **kwargs: Any
+    ) -> Image:
+        """Write a field (with its pyramid) into a well; see :func:`hcsfs.write.write_image`."""
+        from hcsfs.write import write_image
+
+        return write_image(self, row, column, field, data, **kwargs)
+
+    def remove_well(self, row: str, column: str | int) -> None:
+        """Remove a well, metadata first; see :func:`hcsfs.write.remove_well`."""
+        from hcsfs.write import remove_well
+
+        remove_well(self, row, column)
+
+    def consolidate(self) -> None:
+        """Write consolidated metadata for the current hierarchy (plate open for writing)."""
+        from hcsfs.write import consolidate_plate
+
+        consolidate_plate(self)
+
+    def close(self, *, abort: bool = False) -> None:
+        """Finish the plate and drop cached metadata.
+
+        A writable plate gets fresh consolidated metadata (a staged ``.ozx`` is packed
+        instead, or abandoned with ``abort=True``) and refuses further writes. A
+        read-only plate can still be used; it re-reads on demand.
+        """
+        from hcsfs.write import close_plate
+
+        close_plate(self, abort=abort)
 
     def __enter__(self) -> Plate:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(abort=exc_type is not None)
 
     # ---------------------------------------------------------- read-ahead
     def _window(self, well_path: str) -> list[str]:
@@ -259,7 +304,7 @@ class Well:
         if self._walking:
             window = self.plate._window(self.path)
             self.plate._sync(index.wells(window))
-        return self.plate._sync(index.well(self.path))  # type: ignore[no-any-return]
+        return self.plate._sync(index.well(self.path))
 
     @property
     def images(self) -> ImagesView:
@@ -271,6 +316,16 @@ class Well:
     def image(self, field: int | str = 0) -> Image:
         """The field ``field`` of this well."""
         return self.images[str(field)]
+
+    def write_image(self, field: int | str, data: Any, **kwargs: Any) -> Image:
+        """Write a field into this well; see :func:`hcsfs.write.write_image`."""
+        return self.plate.write_image(self.row, self.column, field, data, **kwargs)
+
+    def remove_image(self, field: int | str) -> None:
+        """Remove a field, metadata first (the last one removes the well)."""
+        from hcsfs.write import remove_image
+
+        remove_image(self, field)
 
     @property
     def store(self) -> HCSStore:
@@ -318,7 +373,7 @@ class Image:
     @property
     def meta(self) -> ImageMeta:
         """The parsed multiscales/omero metadata."""
-        return self.plate._sync(self.plate.index.image(self.path))  # type: ignore[no-any-return]
+        return self.plate._sync(self.plate.index.image(self.path))
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -366,7 +421,7 @@ class Image:
         node = self._dataset(level)
         if self._walking:
             self.plate._sync(self.plate._prefetch_arrays(self.plate._window(self.well.path), level))
-        return self.plate._sync(self.plate.index.array(node))  # type: ignore[no-any-return]
+        return self.plate._sync(self.plate.index.array(node))
 
     def shape(self, level: int = 0) -> tuple[int, ...]:
         """The array shape at ``level``."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
-import threading
 import posixpath
+import shutil
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ from typing import Any, TypedDict
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 
-from hcsfs.keys import join_key, normalize_key
+from hcsfs.keys import is_internal_key, join_key, normalize_key
 
 __all__ = ["Entry", "FsspecSource", "LocalSource", "Source"]
 
@@ -93,11 +95,53 @@ class Source(ABC):
         """Delete ``key``; missing keys are not an error."""
         raise PermissionError(f"{self.url}: the plate is read-only")
 
+    async def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """Whole value of ``key`` and an opaque version token; ``(None, None)`` when missing.
+
+        The token is what :meth:`put_if` compares against. The default token is a hash
+        of the bytes (sources with server-side versions, S3, return the ETag).
+        """
+        try:
+            data = await self.get(key)
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
+
+    async def put_if(self, key: str, data: bytes, token: str | None) -> bool:
+        """Write ``data`` to ``key`` only if it is unchanged since :meth:`get_versioned`.
+
+        ``token=None`` means "only if ``key`` does not exist". Returns False, writing
+        nothing, when the condition does not hold. Only sources with
+        ``supports_conditional_write`` implement it (atomically, on the server).
+        """
+        raise NotImplementedError(f"{self.url}: this storage has no conditional writes")
+
+    async def delete_tree(self, prefix: str) -> int:
+        """Delete every file below the node ``prefix`` (not the root); return how many."""
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        prefix = normalize_key(prefix)
+        if not prefix:
+            raise ValueError("delete_tree refuses to delete the whole plate")
+        try:
+            entries = await self.find(prefix)
+        except FileNotFoundError:
+            return 0
+        inside = [e["name"] for e in entries if e["name"].startswith(prefix + "/")]
+        semaphore = asyncio.Semaphore(64)
+
+        async def one(key: str) -> None:
+            async with semaphore:
+                await self.delete(key)
+
+        await asyncio.gather(*(one(k) for k in inside))
+        return len(inside)
+
     async def known_sizes(self) -> dict[str, int] | None:
         """Every key and its size when the source knows them without a request, else None."""
         return None
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook; nothing to release here
         """Release resources held by the source."""
 
     def __repr__(self) -> str:
@@ -154,7 +198,7 @@ class LocalSource(Source):
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         # docstring inherited
-        return await self._run(self._read, key, start, end)  # type: ignore[no-any-return]
+        return await self._run(self._read, key, start, end)
 
     def _size(self, key: str) -> int:
         path = self._path(key)
@@ -167,7 +211,7 @@ class LocalSource(Source):
 
     async def size(self, key: str) -> int:
         # docstring inherited
-        return await self._run(self._size, key)  # type: ignore[no-any-return]
+        return await self._run(self._size, key)
 
     def _ls(self, prefix: str) -> list[Entry]:
         path = self._path(prefix)
@@ -183,7 +227,7 @@ class LocalSource(Source):
                 continue
             if item.is_dir():
                 entries.append(_dir_entry(name))
-            elif item.is_file():
+            elif item.is_file() and not is_internal_key(name):
                 entries.append(_file_entry(name, item.stat().st_size))
         return sorted(entries, key=lambda e: e["name"])
 
@@ -193,7 +237,7 @@ class LocalSource(Source):
 
     async def ls(self, prefix: str) -> list[Entry]:
         # docstring inherited
-        return await self._run(self._ls, prefix)  # type: ignore[no-any-return]
+        return await self._run(self._ls, prefix)
 
     def _find(self, prefix: str) -> list[Entry]:
         start = self._path(prefix)
@@ -205,13 +249,13 @@ class LocalSource(Source):
             rel = "" if rel == "." else rel
             for filename in filenames:
                 full = os.path.join(dirpath, filename)
-                if self._inside(full):
+                if self._inside(full) and not is_internal_key(filename):
                     found.append(_file_entry(join_key(rel, filename), os.path.getsize(full)))
         return sorted(found, key=lambda e: e["name"])
 
     async def find(self, prefix: str) -> list[Entry]:
         # docstring inherited
-        return await self._run(self._find, prefix)  # type: ignore[no-any-return]
+        return await self._run(self._find, prefix)
 
     def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -244,6 +288,23 @@ class LocalSource(Source):
         if self.read_only:
             raise PermissionError(f"{self.url}: the plate is read-only")
         await self._run(self._delete, key)
+
+    def _delete_tree(self, prefix: str) -> int:
+        key = normalize_key(prefix)
+        if not key:
+            raise ValueError("delete_tree refuses to delete the whole plate")
+        path = self._path(key)
+        if not os.path.isdir(path):
+            return 0
+        count = sum(len(files) for _, _, files in os.walk(path))
+        shutil.rmtree(path, ignore_errors=True)
+        return count
+
+    async def delete_tree(self, prefix: str) -> int:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        return await self._run(self._delete_tree, prefix)
 
 
 def _resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
@@ -368,6 +429,73 @@ class FsspecSource(Source):
                 await self._call("makedirs", parent, exist_ok=True)
         await self._call("pipe_file", path, bytes(data))
 
+    async def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        # docstring inherited
+        if not self.is_s3:
+            return await super().get_versioned(key)
+        bucket, path, _ = self.fs.split_path(self._path(key))
+        try:
+            async with self._semaphore():
+                response = await self.fs._call_s3("get_object", Bucket=bucket, Key=path)
+                async with response["Body"] as body:
+                    data = await body.read()
+        except FileNotFoundError:
+            return None, None
+        return bytes(data), str(response["ETag"])
+
+    async def put_if(self, key: str, data: bytes, token: str | None) -> bool:
+        # docstring inherited
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        if not self.is_s3:
+            return await super().put_if(key, data, token)
+        full = self._path(key)
+        bucket, path, _ = self.fs.split_path(full)
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        try:
+            async with self._semaphore():
+                await self.fs._call_s3(
+                    "put_object", Bucket=bucket, Key=path, Body=bytes(data), **condition
+                )
+        except (FileExistsError, FileNotFoundError):
+            return False  # If-None-Match failed / the object went away under If-Match
+        except OSError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(full)
+        return True
+
+    async def delete_tree(self, prefix: str) -> int:
+        # docstring inherited
+        if not self.is_s3:
+            return await super().delete_tree(prefix)
+        if self.read_only:
+            raise PermissionError(f"{self.url}: the plate is read-only")
+        key = normalize_key(prefix)
+        if not key:
+            raise ValueError("delete_tree refuses to delete the whole plate")
+        full = self._path(key)
+        bucket, path, _ = self.fs.split_path(full)
+        keys: list[str] = []
+        listing: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{path}/"}
+        while True:  # one LIST per 1000 keys (s3fs's find adds a HEAD and a LIST when empty)
+            async with self._semaphore():
+                page = await self.fs._call_s3("list_objects_v2", **listing)
+            keys += [item["Key"] for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                break
+            listing["ContinuationToken"] = page["NextContinuationToken"]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            async with self._semaphore():
+                await self.fs._call_s3(
+                    "delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+        self.fs.invalidate_cache(full)
+        return len(keys)
+
     async def delete(self, key: str) -> None:
         # docstring inherited
         if self.read_only:
@@ -385,3 +513,21 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 
 def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
     return bool({"http", "https"} & set(_protocols(fs)))
+
+
+#: S3 error codes of a conditional write that lost a race (412 and 409).
+_CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+def _is_condition_failure(exc: BaseException) -> bool:
+    """True for S3's 412 ``PreconditionFailed`` / 409 ``ConditionalRequestConflict``."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            code = (response.get("Error") or {}).get("Code")
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if code in _CONDITION_CODES or status in (409, 412):
+                return True
+        cause = cause.__cause__
+    return False

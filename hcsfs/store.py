@@ -27,12 +27,15 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
+from hcsfs.errors import HCSError
 from hcsfs.keys import join_key, unsafe_key_reason
+from hcsfs.virtual import VIRTUAL_KEYS, virtual_root_document
+from hcsfs.zarrmeta import METADATA_NAMES
 
 if TYPE_CHECKING:
     from hcsfs.filesystem import HCSFileSystem
 
-__all__ = ["HCSStore"]
+__all__ = ["HCSStore", "open_store"]
 
 T = TypeVar("T")
 
@@ -52,6 +55,10 @@ class HCSStore(Store):
     read_only
         Refuse writes. A store over a read-only filesystem (``mode="r"``, or any
         ``.ozx`` archive) is always read-only, whatever is asked for here.
+    virtual_consolidated
+        Serve consolidated metadata assembled by hcsfs when the plate has none, so
+        ``zarr.open_group(store, use_consolidated=True)`` opens it in one round.
+        Defaults to on for read-only stores, off otherwise.
 
     Examples
     --------
@@ -67,8 +74,18 @@ class HCSStore(Store):
     fs: HCSFileSystem
     path: str
 
-    def __init__(self, fs: HCSFileSystem, path: str = "", *, read_only: bool = True) -> None:
+    def __init__(
+        self,
+        fs: HCSFileSystem,
+        path: str = "",
+        *,
+        read_only: bool = True,
+        virtual_consolidated: bool | None = None,
+    ) -> None:
         super().__init__(read_only=read_only or fs.read_only)
+        self.virtual_consolidated = (
+            self.read_only if virtual_consolidated is None else virtual_consolidated
+        )
         root = path.strip("/")
         reason = unsafe_key_reason(root)
         if reason is not None:
@@ -94,13 +111,19 @@ class HCSStore(Store):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the filesystem (fsspec pickles it by its arguments), node and mode."""
-        return {"fs": self.fs, "path": self.path, "read_only": self.read_only}
+        return {
+            "fs": self.fs,
+            "path": self.path,
+            "read_only": self.read_only,
+            "virtual_consolidated": self.virtual_consolidated,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A fresh (not yet open) store over the same filesystem."""
         Store.__init__(self, read_only=state["read_only"])
         self.fs = state["fs"]
         self.path = state["path"]
+        self.virtual_consolidated = state.get("virtual_consolidated", self.read_only)
 
     def with_read_only(self, read_only: bool = False) -> HCSStore:
         # docstring inherited
@@ -142,6 +165,14 @@ class HCSStore(Store):
         Runs on the filesystem's loop.
         """
         start, end = _byte_limits(byte_range)
+        is_document = byte_range is None and full.rpartition("/")[2] in METADATA_NAMES
+        if is_document and await self._format_excludes(full):
+            return None
+        if byte_range is None and self.virtual_consolidated and full in VIRTUAL_KEYS.values():
+            with contextlib.suppress(HCSError, FileNotFoundError):
+                virtual = await virtual_root_document(self.fs, full)
+                if virtual is not None:
+                    return virtual
         try:
             if _empty_range(start, end):
                 info = await self.fs._info(full)
@@ -149,6 +180,14 @@ class HCSStore(Store):
             return bytes(await self.fs._cat_file(full, start=start, end=end, exact=False))
         except _MISSING:
             return None
+
+    async def _format_excludes(self, full: str) -> bool:
+        """True when the plate's format rules out this metadata key (no request made)."""
+        try:
+            await self.fs.index.open()
+        except (HCSError, OSError):
+            return False  # not a plate: plain storage, ask the source
+        return self.fs.index.format_excludes(full)
 
     async def _read_many(
         self, requests: list[tuple[str, ByteRequest | None]]
@@ -349,3 +388,38 @@ def _byte_limits(byte_range: ByteRequest | None) -> tuple[int | None, int | None
 def _empty_range(start: int | None, end: int | None) -> bool:
     """True when ``[start, end)`` is empty whatever the value's size."""
     return start is not None and end is not None and 0 <= end <= start
+
+
+def open_store(
+    url: str,
+    mode: str = "r",
+    storage_options: dict[str, Any] | None = None,
+    *,
+    path: str = "",
+    virtual_consolidated: bool | None = None,
+) -> HCSStore:
+    """An :class:`HCSStore` for the plate at ``url`` (directory, S3, ``.ozx`` ...).
+
+    Parameters
+    ----------
+    url
+        Where the plate is (``hcs::`` prefixes and chained URLs are accepted).
+    mode
+        ``"r"`` (read-only, default) or ``"r+"``/``"a"``/``"w"`` for a writable store.
+    storage_options
+        Options for the target filesystem.
+    path
+        Root the store at this node (``"A/1"`` for a well).
+    virtual_consolidated
+        See :class:`HCSStore` (default: on for read-only stores).
+    """
+    from hcsfs.filesystem import HCSFileSystem
+    from hcsfs.resolve import split_hcs_url
+
+    fs = HCSFileSystem(
+        fo=split_hcs_url(url),
+        target_options=storage_options or None,
+        mode=mode,
+        skip_instance_cache=True,
+    )
+    return HCSStore(fs, path, read_only=mode == "r", virtual_consolidated=virtual_consolidated)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import hcsfs
 from hcsfs.cli import main, storage_options_from
 
-COMMANDS = ["info", "ls", "cat", "pack", "cp", "validate", "mount", "demo"]
+COMMANDS = ["info", "ls", "cat", "pack", "cp", "consolidate", "validate", "mount", "demo"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -160,3 +160,18 @@ def test_demo_writes_packs_opens_and_summarises(tmp_path: Any) -> None:
     assert "3 present of 3 declared" in result.output
     assert "read field A/1/0 level 0: shape (1, 2, 1, 64, 64)" in result.output
     assert (tmp_path / "sample.ozx").exists()
+
+
+def test_consolidate_writes_metadata_that_readers_then_use(
+    plate_factory: Any, tmp_path: Any
+) -> None:
+    import shutil
+
+    plate_dir = tmp_path / "plate.ome.zarr"
+    shutil.copytree(plate_factory("dir", "0.5").url, plate_dir)
+    result = run("consolidate", str(plate_dir))
+    assert result.exit_code == 0, result.output
+    root = json.loads((plate_dir / "zarr.json").read_text())
+    assert "B/3/1/0" in root["consolidated_metadata"]["metadata"]
+    summary = json.loads(run("info", str(plate_dir), "--json").output)
+    assert summary["consolidated_metadata"] is True

@@ -9,15 +9,22 @@ at most 3 GETs, then 1 GET per member read, and range reads fetch only the range
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import zarr
+import zarr.core.sync
 
 import hcsfs
+from hcsfs.filesystem import HCSFileSystem
 from hcsfs.sample import SamplePlateSpec, write_sample_plate
 from hcsfs.source import Source
+from hcsfs.store import HCSStore
 from hcsfs.testing import CountingS3Server
 from tests.conftest import BUCKET, upload_dir
 
@@ -170,3 +177,87 @@ def test_ozx_on_s3_opens_and_enumerates_in_three_gets_then_one_per_member(
     assert len(ranged) == 1
     first, last = ranged[0].range.removeprefix("bytes=").split("-")  # type: ignore[union-attr]
     assert int(last) - int(first) + 1 == 16, "a range read fetches only the range"
+
+
+def walk_with_zarr(group: Any) -> int:
+    """Every well's and field's metadata through zarr: the peers' way of walking a plate."""
+    fields = 0
+    plate = group.attrs["ome"]["plate"] if "ome" in group.attrs else group.attrs["plate"]
+    for well_ref in plate["wells"]:
+        well = group[well_ref["path"]]
+        well_meta = well.attrs["ome"]["well"] if "ome" in well.attrs else well.attrs["well"]
+        for image_ref in well_meta["images"]:
+            image = well[image_ref["path"]]
+            assert image[("0")].shape == (1, 1, 1, 16, 16)
+            fields += 1
+    return fields
+
+
+def test_zarr_walk_through_hcsstore_costs_no_more_than_open_plate(
+    plates_96: dict[tuple[str, bool], str], s3_options: dict[str, Any], counted: Any
+) -> None:
+    fs = HCSFileSystem(
+        fo=plates_96[("0.5", False)], target_options=s3_options, skip_instance_cache=True
+    )
+    group = zarr.open_group(
+        HCSStore(fs, virtual_consolidated=False), mode="r", use_consolidated=False
+    )
+    assert walk_with_zarr(group) == 192
+    requests = counted.snapshot()
+    assert {r.kind for r in requests} == {"GET"}
+    assert len(requests) <= DOCS_96, len(requests)
+
+
+def test_virtual_consolidated_metadata_opens_the_plate_in_one_listing_and_one_round(
+    plates_96: dict[tuple[str, bool], str], s3_options: dict[str, Any], counted: Any
+) -> None:
+    fs = HCSFileSystem(
+        fo=plates_96[("0.5", False)], target_options=s3_options, skip_instance_cache=True
+    )
+    rounds = RoundCounter(fs.source)
+    group = zarr.open_group(HCSStore(fs), mode="r", use_consolidated=True)
+    assert group.metadata.consolidated_metadata is not None
+    opening = counted.snapshot()
+    kinds = Counter(r.kind for r in opening)
+    assert kinds["LIST"] == 1 and kinds["HEAD"] == 0
+    # plate + 8 row groups + 96 wells + 192 fields + 192 arrays, each fetched once
+    assert kinds["GET"] == DOCS_96 + len(ROWS)
+    assert rounds.rounds <= 3
+    counted.reset_counts()
+    assert walk_with_zarr(group) == 192
+    assert counted.snapshot() == [], "walking the plate makes no request per well"
+
+
+def test_whole_field_read_is_one_get_per_chunk_in_flight_together(
+    plate_factory: Any, s3_server: CountingS3Server
+) -> None:
+    plate_on = plate_factory("s3", "0.5")
+    plate = hcsfs.open_plate(plate_on.url, storage_options=plate_on.storage_options)
+    array = plate.well("A", 2).image(0).level(0)
+    s3_server.reset_counts()
+    s3_server.latency = 0.25
+    try:
+        started = time.perf_counter()
+        data = array[...]
+        elapsed = time.perf_counter() - started
+    finally:
+        s3_server.latency = 0.0
+    assert data.shape == (1, 2, 1, 64, 64)
+    chunk_reads = [r for r in s3_server.snapshot() if "/c/" in r.key]
+    assert len(chunk_reads) == 8 == len(s3_server.snapshot())
+    assert elapsed < 8 * 0.25 / 2, f"8 chunk GETs took {elapsed:.2f} s: not overlapping"
+
+
+def test_a_write_drops_virtual_consolidated_metadata(plate_factory: Any, tmp_path: Any) -> None:
+    import shutil
+
+    shutil.copytree(plate_factory("dir", "0.5").url, tmp_path / "plate")
+    fs = HCSFileSystem(fo=str(tmp_path / "plate"), mode="r+", skip_instance_cache=True)
+    reader = HCSStore(fs, virtual_consolidated=True)
+    before = json.loads(zarr.core.sync.sync(reader._read("zarr.json", None)))
+    assert "A/1/0/0" in before["consolidated_metadata"]["metadata"]
+    writable = HCSStore(fs, read_only=False)
+    root = zarr.open_group(writable, mode="r+", use_consolidated=False)
+    root.create_group("extra")
+    after = json.loads(zarr.core.sync.sync(reader._read("zarr.json", None)))
+    assert "extra" in after["consolidated_metadata"]["metadata"]
