@@ -11,8 +11,15 @@ from typing import Any
 import numpy as np
 
 from hcsfs.errors import MetadataError
+from hcsfs.keys import join_key, parent_key
 
-__all__ = ["v2_array_to_v3", "v2_attributes_to_v3", "v2_group_to_v3"]
+__all__ = [
+    "axis_names",
+    "v2_array_to_v3",
+    "v2_attributes_to_v3",
+    "v2_documents_to_v3",
+    "v2_group_to_v3",
+]
 
 OME_KEYS = (
     "plate",
@@ -132,3 +139,40 @@ def v2_array_to_v3(
     if dimension_names is not None:
         doc["dimension_names"] = list(dimension_names)
     return doc
+
+
+def axis_names(image_attrs: dict[str, Any] | None) -> list[str] | None:
+    """Axis names of a 0.4 image's first multiscale: its arrays' dimension names."""
+    multiscales = (image_attrs or {}).get("multiscales")
+    if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
+        return None
+    axes = multiscales[0].get("axes")
+    if not isinstance(axes, list):
+        return None
+    names = [a.get("name") if isinstance(a, dict) else a for a in axes]
+    return [str(n) for n in names] if all(isinstance(n, str) for n in names) else None
+
+
+def v2_documents_to_v3(
+    parsed: dict[str, dict[str, Any]], *, where: str, version: str = "0.5"
+) -> dict[str, dict[str, Any]]:
+    """The ``zarr.json`` documents of a v2 plate, from its parsed ``.z*`` documents.
+
+    ``parsed`` maps ``.zgroup/.zattrs/.zarray`` keys to their JSON; arrays get their
+    image's axis names as ``dimension_names``, as OME-Zarr 0.5 requires.
+    """
+    docs: dict[str, dict[str, Any]] = {}
+    for node in sorted({parent_key(k) for k in parsed}):
+        attrs = parsed.get(join_key(node, ".zattrs"))
+        zarray = parsed.get(join_key(node, ".zarray"))
+        if zarray is not None:
+            image_attrs = parsed.get(join_key(parent_key(node), ".zattrs"))
+            docs[join_key(node, "zarr.json")] = v2_array_to_v3(
+                zarray,
+                attrs,
+                path=f"{where}/{join_key(node, '.zarray')}",
+                dimension_names=axis_names(image_attrs),
+            )
+        else:
+            docs[join_key(node, "zarr.json")] = v2_group_to_v3(attrs, version=version)
+    return docs

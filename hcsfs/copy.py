@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +23,12 @@ from typing import Any
 from fsspec.asyn import sync
 from fsspec.core import split_protocol
 
-from hcsfs.convert import v2_array_to_v3, v2_group_to_v3
+from hcsfs.convert import v2_documents_to_v3
 from hcsfs.errors import HCSError
 from hcsfs.filesystem import HCSFileSystem
-from hcsfs.keys import join_key, parent_key
+from hcsfs.keys import parent_key
 from hcsfs.ozx_source import OzxSource
+from hcsfs.progress import ProgressBar, progress_bar
 from hcsfs.resolve import make_source, split_hcs_url
 from hcsfs.source import Source
 from hcsfs.zarrmeta import (
@@ -289,13 +289,13 @@ class _Copier:
         self.generated = generated
         self.writes = asyncio.Semaphore(max_concurrency)
         self.progress = progress
-        self.bar: Any = _NoBar()
+        self.bar: ProgressBar = progress_bar(0, False, "")
         self.files = 0
         self.bytes = 0
         self.root_started = False
 
     def open_bar(self, total: int, desc: str) -> None:
-        self.bar = _progress_bar(total, self.progress, desc)
+        self.bar = progress_bar(total, self.progress, desc)
 
     def close_bar(self) -> None:
         self.bar.close()
@@ -418,37 +418,11 @@ async def _v2_to_v3_documents(
     doc_keys = [k for k in files if k.rpartition("/")[2] in V2_DOCS - {V2_CONSOLIDATED}]
     raw = await source.get_many(doc_keys)
     parsed = {k: load_json(v, path=f"{where}/{k}") for k, v in raw.items() if v is not None}
-    docs: dict[str, bytes] = {}
-    for node in sorted({parent_key(k) for k in parsed}):
-        attrs = parsed.get(join_key(node, V2_ATTRS))
-        zarray = parsed.get(join_key(node, V2_ARRAY))
-        if zarray is not None:
-            doc = v2_array_to_v3(
-                zarray, attrs, path=f"{where}/{join_key(node, V2_ARRAY)}", dimension_names=None
-            )
-        else:
-            doc = v2_group_to_v3(attrs)
-        docs[join_key(node, V3_DOC)] = json.dumps(doc, indent=2).encode("utf-8")
-    return docs
+    return {
+        key: json.dumps(doc, indent=2).encode("utf-8")
+        for key, doc in v2_documents_to_v3(parsed, where=where).items()
+    }
 
 
 def _basename(url: str) -> str:
     return url.rstrip("/").rpartition("/")[2] or url
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
-    """A tqdm bar in bytes, or a silent stand-in (default: only on a terminal)."""
-    show = sys.stderr.isatty() if progress is None else progress
-    if not show:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=desc)

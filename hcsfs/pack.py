@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,11 +23,12 @@ import fsspec
 from fsspec.asyn import sync
 from fsspec.core import split_protocol
 
-from hcsfs.convert import v2_array_to_v3, v2_group_to_v3
+from hcsfs.consolidated import consolidated_v3_root, encode_document
+from hcsfs.convert import v2_documents_to_v3
 from hcsfs.errors import HCSError
 from hcsfs.filesystem import HCSFileSystem
-from hcsfs.keys import parent_key
 from hcsfs.ozx import ZipStreamWriter, ome_comment, recommended_order
+from hcsfs.progress import progress_bar
 from hcsfs.resolve import split_hcs_url
 from hcsfs.zarrmeta import V2_ARRAY, V2_ATTRS, V2_CONSOLIDATED, V2_GROUP, V3_DOC, load_json
 
@@ -81,7 +80,7 @@ def pack(
     order = recommended_order([*plan.metadata, *plan.data_keys])
     data_order = [k for k in order if k not in plan.metadata]
     total = sum(plan.sizes[k] for k in plan.data_keys)
-    bar = _progress_bar(total, progress, f"pack {os.path.basename(dst.rstrip('/'))}")
+    bar = progress_bar(total, progress, f"pack {os.path.basename(dst.rstrip('/'))}")
     try:
         with _atomic_output(dst, dst_storage_options or {}) as out:
             writer = ZipStreamWriter(out, archive=dst)
@@ -162,22 +161,9 @@ async def _v3_documents(
 
 def _with_consolidated(docs: dict[str, dict[str, Any]]) -> dict[str, bytes]:
     """Encode v3 documents, with consolidated metadata of all nodes in the root one."""
-    nodes: dict[str, dict[str, Any]] = {}
-    for key, doc in docs.items():
-        if key == V3_DOC:
-            continue
-        node = {k: v for k, v in doc.items() if k != "consolidated_metadata"}
-        if node.get("node_type") == "group":
-            node["consolidated_metadata"] = None
-        nodes[parent_key(key)] = node
-    root = dict(docs.get(V3_DOC, {"zarr_format": 3, "node_type": "group", "attributes": {}}))
-    root["consolidated_metadata"] = {
-        "kind": "inline",
-        "must_understand": False,
-        "metadata": dict(sorted(nodes.items())),
-    }
-    encoded = {k: _dump(v) for k, v in docs.items() if k != V3_DOC}
-    encoded[V3_DOC] = _dump(root)
+    root = docs.get(V3_DOC, {"zarr_format": 3, "node_type": "group", "attributes": {}})
+    encoded = {k: encode_document(v) for k, v in docs.items() if k != V3_DOC}
+    encoded[V3_DOC] = encode_document(consolidated_v3_root(root, docs))
     return encoded
 
 
@@ -188,43 +174,9 @@ async def _v2_to_v3_documents(
     doc_keys = [k for k in files if k.rpartition("/")[2] in v2_names - {V2_CONSOLIDATED}]
     raw = await fs.source.get_many(doc_keys)
     parsed = {k: load_json(v, path=f"{fs.url}/{k}") for k, v in raw.items() if v is not None}
-    nodes: dict[str, dict[str, Any]] = {}
-    node_keys = {parent_key(k) for k in parsed}
-    for node in sorted(node_keys):
-        attrs = parsed.get(_join(node, V2_ATTRS))
-        if _join(node, V2_ARRAY) in parsed:
-            nodes[node] = v2_array_to_v3(
-                parsed[_join(node, V2_ARRAY)],
-                attrs,
-                path=f"{fs.url}/{_join(node, V2_ARRAY)}",
-                dimension_names=_axis_names(parsed.get(_join(parent_key(node), V2_ATTRS))),
-            )
-        else:
-            nodes[node] = v2_group_to_v3(attrs)
-    docs = {_join(node, V3_DOC): doc for node, doc in nodes.items()}
-    metadata = _with_consolidated(docs)
+    metadata = _with_consolidated(v2_documents_to_v3(parsed, where=fs.url))
     data_keys = [k for k in files if k.rpartition("/")[2] not in v2_names]
     return metadata, data_keys
-
-
-def _axis_names(image_attrs: dict[str, Any] | None) -> list[str] | None:
-    """Axis names of a 0.4 image's first multiscale (the arrays' dimension names)."""
-    multiscales = (image_attrs or {}).get("multiscales")
-    if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
-        return None
-    axes = multiscales[0].get("axes")
-    if not isinstance(axes, list):
-        return None
-    names = [a.get("name") if isinstance(a, dict) else a for a in axes]
-    return [str(n) for n in names] if all(isinstance(n, str) for n in names) else None
-
-
-def _join(node: str, name: str) -> str:
-    return f"{node}/{name}" if node else name
-
-
-def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2).encode("utf-8")
 
 
 def _batches(keys: list[str], sizes: dict[str, int]) -> Iterator[list[str]]:
@@ -283,20 +235,3 @@ def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
         with contextlib.suppress(Exception):
             fs.rm(tmp_target)
         raise
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
-    show = sys.stderr.isatty() if progress is None else progress
-    if not show:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=desc)
