@@ -203,6 +203,7 @@ def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
             prefix=f".{os.path.basename(final)}.", suffix=".partial", dir=os.path.dirname(final)
         )
         try:
+            os.chmod(tmp, _file_mode(final))
             with os.fdopen(fd, "wb") as handle:
                 yield handle
                 handle.flush()
@@ -235,3 +236,13 @@ def _atomic_output(dst: str, options: dict[str, Any]) -> Iterator[BinaryIO]:
         with contextlib.suppress(Exception):
             fs.rm(tmp_target)
         raise
+
+
+def _file_mode(path: str) -> int:
+    """The mode a new archive gets: the replaced file's, else what the umask allows."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

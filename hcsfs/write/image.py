@@ -513,26 +513,32 @@ def write_image(
     PlateWriteError
         Bad input; raised before anything is written.
     """
-    plan = _plan(
-        plate,
-        row,
-        column,
-        field,
-        data,
-        axes=axes,
-        scale=scale,
-        translation=translation,
-        channel_names=channel_names,
-        chunks=chunks,
-        shards=shards,
-        levels=levels,
-        method=downsample,
-        compressor=compressor,
-        acquisition=acquisition,
-        overwrite=overwrite,
-        units=units,
-        name=name,
-    )
+    try:
+        plan = _plan(
+            plate,
+            row,
+            column,
+            field,
+            data,
+            axes=axes,
+            scale=scale,
+            translation=translation,
+            channel_names=channel_names,
+            chunks=chunks,
+            shards=shards,
+            levels=levels,
+            method=downsample,
+            compressor=compressor,
+            acquisition=acquisition,
+            overwrite=overwrite,
+            units=units,
+            name=name,
+        )
+    except PlateWriteError as exc:
+        where = f"{plate.url}: {row}/{column}/{field}"
+        if str(exc).startswith(plate.url):
+            raise
+        raise PlateWriteError(f"{where}: {exc}") from None
     writer = _writer(plate)
     if plan.replaces:
         plate._sync(_unlist_field(plate, writer, plan.version, plan.well_path, plan.field))
