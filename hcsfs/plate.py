@@ -9,11 +9,17 @@ request after another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
+import numpy as np
 from fsspec.asyn import sync
+from fsspec.utils import tokenize
 
+from hcsfs.errors import HCSError
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.index import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_WELL_CACHE_SIZE
 from hcsfs.keys import join_key
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
     import dask.array
     import zarr
 
-__all__ = ["Image", "Plate", "Well", "open_plate"]
+__all__ = ["Image", "Plate", "PlateArray", "Well", "open_plate"]
 
 
 def open_plate(
@@ -183,6 +189,194 @@ class Plate:
             mode="r" if self.fs.read_only else "r+",
             zarr_format=self.zarr_format,  # type: ignore[arg-type]
         )
+
+    # ---------------------------------------------------------------- dask
+    @overload
+    def to_dask(
+        self,
+        level: int = 0,
+        fields: Sequence[int | str] | None = None,
+        wells: Sequence[str] | None = None,
+        *,
+        with_index: Literal[False] = False,
+    ) -> dask.array.Array: ...
+
+    @overload
+    def to_dask(
+        self,
+        level: int = 0,
+        fields: Sequence[int | str] | None = None,
+        wells: Sequence[str] | None = None,
+        *,
+        with_index: Literal[True],
+    ) -> PlateArray: ...
+
+    def to_dask(
+        self,
+        level: int = 0,
+        fields: Sequence[int | str] | None = None,
+        wells: Sequence[str] | None = None,
+        *,
+        with_index: bool = False,
+    ) -> dask.array.Array | PlateArray:
+        """The plate (or a selection of it) as one lazy dask array.
+
+        The array has dimensions ``(well, field, *image axes)``: block ``[i, j]`` is
+        resolution ``level`` of field ``fields[j]`` of well ``wells[i]``, chunked as
+        it is stored. Building it reads metadata only - one concurrent round per
+        hierarchy level (wells, images, arrays) for a window of up to
+        ``well_cache_size`` wells - and never a chunk; chunks are read when the array
+        is computed, by whichever process computes it (the graph holds the pickled
+        plate filesystem, a few hundred bytes, not cached data).
+
+        Parameters
+        ----------
+        level
+            The resolution level (``0`` is full resolution; negative counts from the
+            coarsest).
+        fields
+            The fields to take from every well, as paths (``"0"``) or ints, in the
+            order wanted. Default: the fields of the selected wells, which must then
+            list the same fields (else :class:`~hcsfs.errors.HCSError` names the
+            wells that differ).
+        wells
+            The wells to take, as ``"A/1"`` paths, in the order wanted. Default:
+            every well the plate declares, in plate order.
+        with_index
+            Return a :class:`PlateArray` ``(array, wells, fields, dims)`` that labels
+            the first two dimensions, instead of the bare array.
+
+        Returns
+        -------
+        dask.array.Array or PlateArray
+            The lazy array; with ``with_index=True`` together with the well paths and
+            field paths along its first two dimensions and the dimension names
+            (``("well", "field", "t", "c", "z", "y", "x")``).
+
+        Raises
+        ------
+        KeyError
+            A requested well is not in the plate, or a requested field is missing
+            from some selected well (the message lists them).
+        hcsfs.errors.HCSError
+            The selected images disagree in shape, dtype or axes at ``level``, lack
+            that level, or (``fields=None``) the wells list different fields. The
+            message names the odd ones out, e.g. ``"A/2/1 has shape (1, 2, 1, 32,
+            32); most fields have (1, 2, 1, 64, 64)"``.
+        ValueError
+            The selection is empty.
+
+        Examples
+        --------
+        >>> data = plate.to_dask(1)  # doctest: +SKIP
+        >>> per_well_mean = data.mean(axis=tuple(range(1, data.ndim))).compute()  # doctest: +SKIP
+        >>> data, wells, fields, dims = plate.to_dask(wells=["A/1", "B/3"], with_index=True)
+        ... # doctest: +SKIP
+        """
+        import dask.array as da
+
+        well_paths = self._select_wells(wells)
+        wanted = None if fields is None else [str(f) for f in fields]
+        if wanted is not None and not wanted:
+            raise ValueError(f"plate {self.url}: no fields selected (fields=[])")
+        found = self._sync(self._gather_level(well_paths, wanted, level))
+        field_paths = wanted if wanted is not None else _common_fields(found, self.url)
+        shape, dtype, axes = _agreed_layout(found, level, self.url)
+        read_only = self.fs.read_only
+        salt = "" if read_only else uuid.uuid4().hex  # a writable plate may change
+        rows = []
+        for well_path in well_paths:
+            blocks = []
+            for field_path in field_paths:
+                node, chunks = found[well_path][field_path][1:3]
+                proxy = _LazyLevel(self.fs, node, self.index.zarr_format, shape, dtype)
+                name = "hcsfs-" + tokenize(self.fs._identity, node, shape, dtype, chunks, salt)
+                blocks.append(
+                    da.from_array(
+                        proxy,
+                        chunks=chunks,
+                        name=name,
+                        asarray=False,
+                        fancy=False,
+                        meta=np.empty((0,) * len(shape), dtype=dtype),
+                    )
+                )
+            rows.append(da.stack(blocks))
+        array = da.stack(rows)
+        if not with_index:
+            return array
+        return PlateArray(array, list(well_paths), list(field_paths), ("well", "field", *axes))
+
+    def _select_wells(self, wells: Sequence[str] | None) -> list[str]:
+        declared = [w.path for w in self.meta.wells]
+        if wells is None:
+            if not declared:
+                raise ValueError(f"plate {self.url} declares no wells")
+            return declared
+        if isinstance(wells, str):
+            raise TypeError(f"wells must be a list of well paths, not the string {wells!r}")
+        chosen = [getattr(w, "path", w) for w in wells]
+        if not chosen:
+            raise ValueError(f"plate {self.url}: no wells selected (wells=[])")
+        known = set(declared)
+        unknown = [w for w in chosen if w not in known]
+        if unknown:
+            raise KeyError(
+                f"no well {_preview(unknown)} in plate {self.url}; wells: {_preview(declared)}"
+            )
+        return chosen
+
+    async def _gather_level(
+        self, well_paths: list[str], fields: list[str] | None, level: int
+    ) -> dict[str, dict[str, tuple[ImageMeta, str, tuple[int, ...], ArrayMeta]]]:
+        """Image and array metadata of ``level`` for the wells' fields, a window a round.
+
+        Returns well → field → (image meta, array node, chunks, array meta), fields in
+        the well's own order (or the order of ``fields``).
+        """
+        index = self.index
+        await index.open()
+        out: dict[str, dict[str, tuple[ImageMeta, str, tuple[int, ...], ArrayMeta]]] = {}
+        unique = list(dict.fromkeys(well_paths))
+        size = index.well_cache_size
+        missing: dict[str, list[str]] = {}
+        no_level: list[str] = []
+        for start in range(0, len(unique), size):
+            window = unique[start : start + size]
+            well_metas = await index.wells(window)
+            listed: dict[str, list[str]] = {}
+            for path in window:
+                own = [img.path for img in well_metas[path].images]
+                if fields is None:
+                    listed[path] = own
+                else:
+                    absent = [f for f in fields if f not in own]
+                    if absent:
+                        missing.setdefault(", ".join(absent), []).append(path)
+                    listed[path] = [f for f in fields if f in own]
+            nodes = [join_key(p, f) for p, fs in listed.items() for f in fs]
+            images = await index.images(nodes)
+            arrays: dict[str, str] = {}
+            for node, meta in images.items():
+                if -len(meta.datasets) <= level < len(meta.datasets):
+                    arrays[node] = join_key(node, meta.datasets[level].path)
+                else:
+                    no_level.append(f"{node} ({len(meta.datasets)} levels)")
+            if missing or no_level:
+                continue  # report below, after every window was checked
+            array_metas = await index.arrays(arrays.values())
+            for path, fs in listed.items():
+                out[path] = {}
+                for f in fs:
+                    node = join_key(path, f)
+                    array_meta = array_metas[arrays[node]]
+                    out[path][f] = (images[node], arrays[node], array_meta.chunks, array_meta)
+        if missing:
+            detail = "; ".join(f"{fs} missing from {_preview(ws)}" for fs, ws in missing.items())
+            raise KeyError(f"plate {self.url}: fields {detail}")
+        if no_level:
+            raise HCSError(f"plate {self.url}: no level {level} in {_preview(no_level)}")
+        return out
 
     # ------------------------------------------------------------- writing
     def write_image(
@@ -465,3 +659,118 @@ class Image:
 def _preview(names: list[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown or "(none)"
+
+
+class PlateArray(NamedTuple):
+    """A plate as one dask array, with what its first two dimensions hold.
+
+    Returned by ``plate.to_dask(..., with_index=True)``; unpacks as
+    ``array, wells, fields, dims = ...``.
+    """
+
+    array: dask.array.Array
+    """The lazy data, dimensions ``dims``."""
+    wells: list[str]
+    """The well path (``"A/1"``) of each index along dimension 0."""
+    fields: list[str]
+    """The field path (``"0"``) of each index along dimension 1."""
+    dims: tuple[str, ...]
+    """Dimension names: ``("well", "field", *image axes)``."""
+
+
+class _LazyLevel:
+    """A stand-in for one level's zarr array that opens it on first read.
+
+    It is what each block of :meth:`Plate.to_dask` reads from: building the graph
+    opens no zarr array, and pickling ships the filesystem (by its arguments), the
+    node, the format and the layout - never an opened array or cached metadata.
+    """
+
+    def __init__(
+        self,
+        fs: HCSFileSystem,
+        node: str,
+        zarr_format: int,
+        shape: tuple[int, ...],
+        dtype: str,
+    ) -> None:
+        self.fs = fs
+        self.node = node
+        self.zarr_format = zarr_format
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self._array: zarr.Array | None = None
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _LazyLevel,
+            (self.fs, self.node, self.zarr_format, self.shape, self.dtype.str),
+        )
+
+    def __repr__(self) -> str:
+        return f"<level {self.node} {self.shape} {self.dtype} of {self.fs.fo}>"
+
+    def _open(self) -> zarr.Array:
+        with self._lock:
+            if self._array is None:
+                import zarr
+
+                self._array = zarr.open_array(
+                    HCSStore(self.fs, self.node, read_only=True),
+                    mode="r",
+                    zarr_format=self.zarr_format,  # type: ignore[arg-type]
+                )
+            return self._array
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._open()[key])
+
+
+def _common_fields(found: Mapping[str, Mapping[str, Any]], url: str, limit: int = 6) -> list[str]:
+    """The fields every well lists (in that order), or an error naming the odd wells."""
+    lists = {well: tuple(fields) for well, fields in found.items()}
+    usual, _ = Counter(lists.values()).most_common(1)[0]
+    odd = [w for w, fields in lists.items() if fields != usual]
+    if odd:
+        shown = "; ".join(f"{w} has fields {list(lists[w])}" for w in odd[:limit])
+        more = f" (and {len(odd) - limit} more wells)" if len(odd) > limit else ""
+        raise HCSError(
+            f"plate {url}: wells list different fields: {shown}{more}; most wells have "
+            f"{list(usual)}. Pass fields=[...] to choose the fields to stack."
+        )
+    return list(usual)
+
+
+def _agreed_layout(
+    found: Mapping[str, Mapping[str, tuple[ImageMeta, str, tuple[int, ...], ArrayMeta]]],
+    level: int,
+    url: str,
+    limit: int = 6,
+) -> tuple[tuple[int, ...], str, tuple[str, ...]]:
+    """The shape, dtype and axes every selected image has at ``level``, or an error."""
+    entries = [
+        (join_key(well, field), image.axis_names, array.shape, array.dtype)
+        for well, fields in found.items()
+        for field, (image, _, _, array) in fields.items()
+    ]
+    for what, pos in (("axes", 1), ("shape", 2), ("dtype", 3)):
+        values: list[Any] = [entry[pos] for entry in entries]
+        usual = Counter(values).most_common(1)[0][0]
+        odd = [entry for entry in entries if entry[pos] != usual]
+        if odd:
+            shown = "; ".join(f"{e[0]} has {what} {_show(e[pos])}" for e in odd[:limit])
+            more = f" (and {len(odd) - limit} more)" if len(odd) > limit else ""
+            raise HCSError(
+                f"plate {url}: the fields at level {level} do not stack: {shown}{more}; "
+                f"most fields have {_show(usual)}. Choose matching ones with wells=/fields=."
+            )
+    _, axes, shape, dtype = entries[0]
+    return shape, dtype, axes
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return "".join(value) if all(len(v) == 1 for v in value) else repr(value)
+    return str(value)
