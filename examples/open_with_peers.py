@@ -28,7 +28,8 @@ from hcsfs.filesystem import HCSFileSystem
 from hcsfs.sample import expected_field, write_sample_plate
 
 
-def main() -> None:
+def main() -> int:
+    """Show ngio and ngff-zarr reading a plate through hcsfs; 0 when both see the pixels."""
     warnings.simplefilter("ignore")  # the peers warn about things irrelevant here
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "plate.ome.zarr")
@@ -47,15 +48,18 @@ def main() -> None:
         container = ngio_plate.get_image("B", "3", "1")
         pixels = container.get_image().get_as_numpy()
         print(f"ngio B/3/1: channels {container.channel_labels}, shape {pixels.shape}")
-        print(f"ngio pixels equal: {np.array_equal(pixels, expected_field(spec, 'B/3', 1))}")
+        ngio_ok = np.array_equal(pixels, expected_field(spec, "B/3", 1))
+        print(f"ngio pixels equal: {ngio_ok}")
 
         nz_plate = nz.from_hcs_zarr(fs.get_mapper(""))
         print(f"ngff-zarr wells: {[w.path for w in nz_plate.wells]}")
         field = nz.from_ome_zarr(fs.get_mapper("B/3/1"))
         data = field.images[0].data.compute()
         print(f"ngff-zarr B/3/1: dims {field.images[0].dims}, {len(field.images)} levels")
-        print(f"ngff-zarr pixels equal: {np.array_equal(data, expected_field(spec, 'B/3', 1))}")
+        nz_ok = np.array_equal(data, expected_field(spec, "B/3", 1))
+        print(f"ngff-zarr pixels equal: {nz_ok}")
+    return 0 if ngio_ok and nz_ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,9 +11,10 @@ from hcsfs.errors import (
     PlateWriteError,
     UnsupportedVersionError,
 )
+from hcsfs.distributed import map_wells
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.pack import PackReport, pack
-from hcsfs.plate import Image, Plate, Well, open_plate
+from hcsfs.plate import Image, Plate, PlateArray, Well, open_plate
 from hcsfs.store import HCSStore, open_store
 from hcsfs.write import consolidate, create_plate
 
@@ -30,6 +31,7 @@ __all__ = [
     "NotAPlateError",
     "PackReport",
     "Plate",
+    "PlateArray",
     "PlateWriteError",
     "UnsupportedVersionError",
     "Well",
@@ -37,6 +39,7 @@ __all__ = [
     "consolidate",
     "copy_plate",
     "create_plate",
+    "map_wells",
     "open_plate",
     "open_store",
     "pack",

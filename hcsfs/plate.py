@@ -26,7 +26,7 @@ from hcsfs.keys import join_key
 from hcsfs.ome.model import Acquisition, Axis, ImageMeta, PlateMeta, WellMeta, WellRef
 from hcsfs.resolve import is_archive_path, split_hcs_url
 from hcsfs.store import HCSStore
-from hcsfs.zarrmeta import ArrayMeta
+from hcsfs.zarrmeta import ArrayMeta, attributes_doc_key
 
 if TYPE_CHECKING:
     import dask.array
@@ -241,7 +241,7 @@ class Plate:
             wells that differ).
         wells
             The wells to take, as ``"A/1"`` paths, in the order wanted. Default:
-            every well the plate declares, in plate order.
+            every well the plate declares whose group exists, in plate order.
         with_index
             Return a :class:`PlateArray` ``(array, wells, fields, dims)`` that labels
             the first two dimensions, instead of the bare array.
@@ -279,7 +279,11 @@ class Plate:
         wanted = None if fields is None else [str(f) for f in fields]
         if wanted is not None and not wanted:
             raise ValueError(f"plate {self.url}: no fields selected (fields=[])")
-        found = self._sync(self._gather_level(well_paths, wanted, level))
+        found = self._sync(self._gather_level(well_paths, wanted, level, wells is None))
+        if wells is None:  # the declared wells that exist (as hcsfs info counts them)
+            well_paths = list(found)
+            if not well_paths:
+                raise ValueError(f"plate {self.url}: none of its declared wells is present")
         field_paths = wanted if wanted is not None else _common_fields(found, self.url)
         shape, dtype, axes = _agreed_layout(found, level, self.url)
         read_only = self.fs.read_only
@@ -326,13 +330,22 @@ class Plate:
             )
         return chosen
 
+    async def _present_wells(self, well_paths: list[str]) -> list[str]:
+        """The wells of ``well_paths`` whose group exists (one round for all)."""
+        index = self.index
+        await index.open()
+        keys = {attributes_doc_key(index.zarr_format, p): p for p in well_paths}
+        docs = await index.docs(keys)
+        return [keys[key] for key, doc in docs.items() if doc is not None]
+
     async def _gather_level(
-        self, well_paths: list[str], fields: list[str] | None, level: int
+        self, well_paths: list[str], fields: list[str] | None, level: int, skip_absent: bool
     ) -> dict[str, dict[str, tuple[ImageMeta, str, tuple[int, ...], ArrayMeta]]]:
         """Image and array metadata of ``level`` for the wells' fields, a window a round.
 
         Returns well → field → (image meta, array node, chunks, array meta), fields in
-        the well's own order (or the order of ``fields``).
+        the well's own order (or the order of ``fields``). With ``skip_absent``, wells
+        the plate declares but whose group does not exist are left out (same round).
         """
         index = self.index
         await index.open()
@@ -343,7 +356,9 @@ class Plate:
         no_level: list[str] = []
         for start in range(0, len(unique), size):
             window = unique[start : start + size]
-            well_metas = await index.wells(window)
+            if skip_absent:
+                window = await self._present_wells(window)
+            well_metas = await index.wells(window)  # from the documents just read
             listed: dict[str, list[str]] = {}
             for path in window:
                 own = [img.path for img in well_metas[path].images]
