@@ -101,6 +101,8 @@ def main(ctx: click.Context, debug: bool) -> None:
       hcsfs info s3://bucket/plate.ome.zarr --endpoint-url http://127.0.0.1:9000
       hcsfs ls plate.ozx A/1
       hcsfs pack plate.ome.zarr plate.ozx
+      hcsfs tree plate.ozx
+      hcsfs serve plate.ozx --port 8000
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -345,6 +347,85 @@ def mount(
     from hcsfs.mount import mount as mount_plate
 
     mount_plate(url, mountpoint, storage_options=storage_options_from(endpoint_url, anon, options))
+
+
+@main.command()
+@click.argument("url")
+@click.argument("path", default="")
+@click.option("--depth", "-L", type=click.IntRange(min=0), default=None, help="Levels to show.")
+@click.option("--arrays", is_flag=True, help="Count each array's keys and bytes (lists them).")
+@click.option("--json", "as_json", is_flag=True, help="Print the tree as nested JSON.")
+@storage_flags
+def tree(
+    url: str,
+    path: str,
+    depth: int | None,
+    arrays: bool,
+    as_json: bool,
+    endpoint_url: str | None,
+    anon: bool,
+    options: tuple[str, ...],
+) -> None:
+    """Show the plate at URL (or its node PATH) as a tree: rows, wells, fields, levels, labels.
+
+    Arrays are leaves; their chunks are listed only with --arrays.
+
+    \b
+    Examples:
+      hcsfs tree plate.ome.zarr
+      hcsfs tree s3://bucket/plate.ozx A/1 --depth 2
+      hcsfs tree plate.ozx --arrays --json
+    """
+    from hcsfs.browse import format_tree, plate_tree
+
+    fs = _open(url, endpoint_url, anon, options).fs
+    result = plate_tree(fs, path, depth=depth, arrays=arrays)
+    if as_json:
+        click.echo(json.dumps({"url": url, **result}, indent=2))
+    else:
+        click.echo(format_tree(result, f"{url}/{path}" if path else url))
+
+
+@main.command()
+@click.argument("url")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not log each request.")
+@storage_flags
+def serve(
+    url: str,
+    host: str,
+    port: int,
+    quiet: bool,
+    endpoint_url: str | None,
+    anon: bool,
+    options: tuple[str, ...],
+) -> None:
+    """Serve the plate at URL read-only over HTTP, as a plain OME-Zarr (Ctrl-C stops).
+
+    Viewers and zarr clients open http://HOST:PORT/ as the plate: byte ranges, CORS
+    and consolidated metadata (so the plate opens with one request) included.
+
+    \b
+    Examples:
+      hcsfs serve plate.ozx --port 8000
+      hcsfs serve s3://bucket/plate.ome.zarr --anon --host 0.0.0.0
+    """
+    import logging
+
+    from hcsfs.serve import serve as serve_plate
+
+    if not quiet:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("hcsfs.serve.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+    serve_plate(
+        url, host=host, port=port, storage_options=storage_options_from(endpoint_url, anon, options)
+    )
 
 
 @main.command()

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 import hcsfs
 from hcsfs.cli import main, storage_options_from
 
-COMMANDS = ["info", "ls", "cat", "pack", "cp", "consolidate", "validate", "mount", "demo"]
+COMMANDS = [
+    "info", "ls", "tree", "cat", "pack", "cp", "consolidate", "validate", "mount", "serve", "demo",
+]  # fmt: skip
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
