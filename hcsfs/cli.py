@@ -279,8 +279,17 @@ def cp(
 
 @main.command()
 @click.argument("url")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @storage_flags
-def consolidate(url: str, endpoint_url: str | None, anon: bool, options: tuple[str, ...]) -> None:
+def consolidate(
+    url: str,
+    progress: bool | None,
+    endpoint_url: str | None,
+    anon: bool,
+    options: tuple[str, ...],
+) -> None:
     """Write consolidated metadata for the plate at URL (directory or object store).
 
     Readers then open the whole plate with one request.
@@ -291,7 +300,9 @@ def consolidate(url: str, endpoint_url: str | None, anon: bool, options: tuple[s
     """
     from hcsfs.write import consolidate as consolidate_plate
 
-    consolidate_plate(url, storage_options=storage_options_from(endpoint_url, anon, options))
+    consolidate_plate(
+        url, storage_options=storage_options_from(endpoint_url, anon, options), progress=progress
+    )
     click.echo(f"consolidated metadata written for {url}")
 
 

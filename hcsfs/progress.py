@@ -24,12 +24,15 @@ class _Silent:
         """Nothing to close."""
 
 
-def progress_bar(total: int, progress: bool | None, desc: str) -> ProgressBar:
-    """A byte-counting tqdm bar, or a silent one (default: shown only on a terminal)."""
+def progress_bar(total: int, progress: bool | None, desc: str, *, unit: str = "B") -> ProgressBar:
+    """A tqdm bar counting ``unit`` (bytes by default), or a silent one.
+
+    ``progress=None`` shows it only when standard error is a terminal.
+    """
     show = sys.stderr.isatty() if progress is None else progress
     if not show:
         return _Silent()
     from tqdm import tqdm
 
-    bar: Any = tqdm(total=total, unit="B", unit_scale=True, desc=desc)
+    bar: Any = tqdm(total=total, unit=unit, unit_scale=unit == "B", desc=desc)
     return bar

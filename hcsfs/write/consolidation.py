@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hcsfs.errors import PlateWriteError
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.pack import _with_consolidated
+from hcsfs.progress import progress_bar
 from hcsfs.resolve import split_hcs_url
 from hcsfs.write.docs import strip_consolidated_change
 from hcsfs.write.locking import DocWriter, backoff_delays
@@ -35,7 +36,12 @@ __all__ = ["consolidate", "consolidate_plate"]
 MAX_ROUNDS = 20
 
 
-def consolidate(url: str, storage_options: dict[str, Any] | None = None) -> None:
+DOC_BATCH = 512  # documents fetched per concurrent round (a progress step)
+
+
+def consolidate(
+    url: str, storage_options: dict[str, Any] | None = None, *, progress: bool | None = False
+) -> None:
     """Write consolidated metadata for the plate at ``url`` (a directory or S3 ...).
 
     Parameters
@@ -44,6 +50,8 @@ def consolidate(url: str, storage_options: dict[str, Any] | None = None) -> None
         The plate (not an ``.ozx``: archives are consolidated when packed).
     storage_options
         Options for the target filesystem.
+    progress
+        Show a progress bar over the documents read (``None``: only on a terminal).
     """
     from hcsfs.plate import open_plate
     from hcsfs.resolve import is_archive_path
@@ -51,24 +59,34 @@ def consolidate(url: str, storage_options: dict[str, Any] | None = None) -> None
     if is_archive_path(split_hcs_url(str(url))):
         raise PlateWriteError(f"{url}: an .ozx archive holds consolidated metadata already")
     plate = open_plate(url, mode="r+", storage_options=storage_options)
-    consolidate_plate(plate)
+    consolidate_plate(plate, progress=progress)
 
 
-def consolidate_plate(plate: Plate) -> None:
+def consolidate_plate(plate: Plate, *, progress: bool | None = False) -> None:
     """Write consolidated metadata for an open, writable plate (``plate.consolidate()``)."""
     if plate.fs.read_only:
         raise PermissionError(f"{plate.url}: the plate is open read-only (mode='r')")
     plate.meta  # noqa: B018 - detects the zarr format
     fmt = plate.index.zarr_format
-    plate._sync(_consolidate(plate.fs, fmt))
+    plate._sync(_consolidate(plate.fs, fmt, progress))
     plate.fs.invalidate_cache()
 
 
-async def _metadata_docs(fs: HCSFileSystem, fmt: int) -> dict[str, bytes]:
+async def _metadata_docs(
+    fs: HCSFileSystem, fmt: int, progress: bool | None = False
+) -> dict[str, bytes]:
     names = {V3_DOC} if fmt == 3 else {V2_GROUP, V2_ATTRS, V2_ARRAY}
     entries = await fs.source.find("")
     keys = sorted(e["name"] for e in entries if e["name"].rpartition("/")[2] in names)
-    found = await fs.source.get_many(keys)
+    bar = progress_bar(len(keys), progress, "read metadata", unit="doc")
+    found: dict[str, bytes | None] = {}
+    try:
+        for start in range(0, len(keys), DOC_BATCH):
+            batch = await fs.source.get_many(keys[start : start + DOC_BATCH])
+            found.update(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -80,14 +98,14 @@ def _block(fmt: int, raw: dict[str, bytes], url: str) -> tuple[str, dict[str, An
     return V2_CONSOLIDATED, {"zarr_consolidated_format": 1, "metadata": dict(sorted(docs.items()))}
 
 
-async def _consolidate(fs: HCSFileSystem, fmt: int) -> None:
+async def _consolidate(fs: HCSFileSystem, fmt: int, progress: bool | None = False) -> None:
     writer = DocWriter(fs.source, fs.invalidate_cache)
     target = V3_DOC if fmt == 3 else V2_CONSOLIDATED
     delays = backoff_delays(0.01, 1.0)
     for _ in range(MAX_ROUNDS):
         async with writer.locked():
             _, token = await fs.source.get_versioned(target)
-            before = await _metadata_docs(fs, fmt)
+            before = await _metadata_docs(fs, fmt, progress)
             if fmt == 3 and V3_DOC not in before:
                 raise PlateWriteError(f"{fs.url}: no root zarr.json; not a plate")
             key, doc = _block(fmt, before, fs.url)
