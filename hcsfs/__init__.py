@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hcsfs.copy import CopyReport, copy_plate
+from hcsfs.distributed import map_wells
 from hcsfs.errors import (
     ArchiveError,
     HCSError,
@@ -11,7 +12,6 @@ from hcsfs.errors import (
     PlateWriteError,
     UnsupportedVersionError,
 )
-from hcsfs.distributed import map_wells
 from hcsfs.filesystem import HCSFileSystem
 from hcsfs.pack import PackReport, pack
 from hcsfs.plate import Image, Plate, PlateArray, Well, open_plate

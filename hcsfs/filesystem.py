@@ -11,6 +11,7 @@ outside the OME hierarchy (``tables/`` ...) is hidden. Every byte goes through o
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import fsspec
@@ -328,6 +329,37 @@ class HCSFileSystem(AsyncFileSystem):
             raise FileExistsError(key)
         await self.source.put(key, value)
         self._invalidate(key)
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Copy one key to another inside the plate (read, then write)."""
+        target = self._key(path2)
+        self._check_writable(target)
+        await self._pipe_file(target, await self._cat_file(path1))
+
+    async def _put_file(
+        self, lpath: str, rpath: str, mode: str = "overwrite", **kwargs: Any
+    ) -> None:
+        """Upload a local file to a key of the plate."""
+        target = self._key(rpath)
+        self._check_writable(target)
+        if os.path.isdir(lpath):
+            return  # directories are implied by the keys below them
+        with open(lpath, "rb") as handle:
+            data = handle.read()
+        await self._pipe_file(target, data, mode=mode)
+
+    async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
+        """Download a key of the plate to a local file."""
+        key = self._key(rpath)
+        if (await self._info(key))["type"] == "directory":
+            os.makedirs(lpath, exist_ok=True)
+            return
+        data = await self._cat_file(key)
+        parent = os.path.dirname(lpath)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(lpath, "wb") as handle:
+            handle.write(data)
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
         key = self._key(path)

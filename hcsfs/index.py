@@ -87,6 +87,7 @@ class PlateIndex:
         self.consolidated: dict[str, dict[str, Any]] | None = None
         self.known_keys: dict[str, int] | None = None
         self.virtual_root: bytes | None = None
+        self.generation = 0  # bumped by every invalidation: read-ahead memos compare it
         self._open_locks: dict[int, asyncio.Lock] = {}
         self._opened = False
 
@@ -382,6 +383,7 @@ class PlateIndex:
         """Forget what the index knows about ``key`` (a written key), or everything."""
         with self._lock:
             self.virtual_root = None
+            self.generation += 1
             if key is None:
                 for cache in (self._wells, self._images, self._arrays, self._docs, self._labels):
                     cache.clear()

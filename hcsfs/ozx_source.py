@@ -12,11 +12,10 @@ import os
 from typing import Any
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem
 
 from hcsfs.keys import join_key, normalize_key
 from hcsfs.ozx import OzxArchive, RangeFetcher
-from hcsfs.source import Entry, Source
+from hcsfs.source import Entry, FsspecSource, Source
 
 __all__ = ["OzxSource", "fsspec_fetcher", "local_fetcher"]
 
@@ -43,13 +42,16 @@ def local_fetcher(path: str) -> RangeFetcher:
 
 
 def fsspec_fetcher(fs: fsspec.AbstractFileSystem, path: str) -> RangeFetcher:
-    """A range fetcher over a file on any fsspec filesystem (one ranged GET per call)."""
-    is_async = isinstance(fs, AsyncFileSystem) and fs.async_impl
+    """A range fetcher over a file on any fsspec filesystem (one ranged GET per call).
+
+    Reads go through an :class:`~hcsfs.source.FsspecSource` on the archive's folder,
+    so they share its concurrency limit, retry policy and error naming.
+    """
+    folder, _, name = path.rstrip("/").rpartition("/")
+    source = FsspecSource(fs, folder, read_only=True)
 
     async def fetch(start: int, end: int | None) -> bytes:
-        if is_async:
-            return bytes(await fs._cat_file(path, start=start, end=end))
-        return bytes(await asyncio.to_thread(fs.cat_file, path, start=start, end=end))
+        return await source.get(name, start, end)
 
     return fetch
 
@@ -94,14 +96,19 @@ class OzxSource(Source):
             if key in archive.directories or key == "":
                 raise IsADirectoryError(key)
             raise FileNotFoundError(key)
-        if start is None and end is None:
-            return await archive.read(key)
-        size = archive.members[key].size
-        if start is not None and start < 0 and end is None:
-            return await archive.read_range(key, start)
-        lo = 0 if start is None else (max(0, size + start) if start < 0 else start)
-        hi = None if end is None else (max(0, size + end) if end < 0 else end)
-        return await archive.read_range(key, lo, hi)
+        try:
+            if start is None and end is None:
+                return await archive.read(key)
+            size = archive.members[key].size
+            if start is not None and start < 0 and end is None:
+                return await archive.read_range(key, start)
+            lo = 0 if start is None else (max(0, size + start) if start < 0 else start)
+            hi = None if end is None else (max(0, size + end) if end < 0 else end)
+            return await archive.read_range(key, lo, hi)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except OSError as exc:
+            raise _in_entry(exc, self.url, key) from exc
 
     async def get_many(self, keys: Any) -> dict[str, bytes | None]:
         # docstring inherited
@@ -154,3 +161,12 @@ class OzxSource(Source):
     def member_key(self, *parts: str) -> str:
         """Join parts into a member name."""
         return join_key(*parts)
+
+
+def _in_entry(exc: OSError, archive: str, key: str) -> OSError:
+    """``exc`` re-raised naming the archive and the entry being read."""
+    detail = exc.strerror or str(exc) or type(exc).__name__
+    if archive in detail:
+        detail = detail.split(": ", 1)[-1] if detail.startswith(archive) else detail
+    named = OSError(exc.errno, f"{archive}: reading entry {key!r}: {detail}")
+    return named

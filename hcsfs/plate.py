@@ -93,6 +93,9 @@ class Plate:
         self.fs = fs
         self.index = fs.index
         self._walk_order: list[str] | None = None
+        self._positions: dict[str, int] | None = None
+        self._done: set[tuple[str, str, int, int]] = set()
+        self._memo_generation = -1
         self._closed = False
         self._staged: Any = None  # a staged .ozx (hcsfs.write.staging), packed on close
 
@@ -433,21 +436,42 @@ class Plate:
 
     # ---------------------------------------------------------- read-ahead
     def _window(self, well_path: str) -> list[str]:
+        """The read-ahead window of wells ``well_path`` falls in (cache-sized, in order)."""
         order = self._walk_order or [w.path for w in self.meta.wells]
-        size = self.index.well_cache_size
-        try:
-            pos = order.index(well_path)
-        except ValueError:
+        if self._positions is None or len(self._positions) != len(order):
+            self._positions = {path: i for i, path in enumerate(order)}
+        pos = self._positions.get(well_path)
+        if pos is None:
             return [well_path]
+        size = self.index.well_cache_size
         start = (pos // size) * size
         return order[start : start + size]
 
+    def _first_time(self, kind: str, window: list[str], level: int = 0) -> bool:
+        """True once per (kind, window, level) until the index is invalidated.
+
+        Read-ahead of a window happens once; without this memo every accessor call
+        would re-check the whole window (thousands of cache lookups per call).
+        """
+        if self._memo_generation != self.index.generation:
+            self._done.clear()
+            self._memo_generation = self.index.generation
+        key = (kind, window[0] if window else "", len(window), level)
+        if key in self._done:
+            return False
+        self._done.add(key)
+        return True
+
     async def _prefetch_images(self, well_paths: list[str]) -> None:
+        if not self._first_time("images", well_paths):
+            return
         wells = await self.index.wells(well_paths)
         nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
         await self.index.images(nodes)
 
     async def _prefetch_arrays(self, well_paths: list[str], level: int) -> None:
+        if not self._first_time("arrays", well_paths, level):
+            return
         await self._prefetch_images(well_paths)
         wells = await self.index.wells(well_paths)
         nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
@@ -483,6 +507,7 @@ class WellsView(Mapping[str, "Well"]):
     def values(self) -> Iterator[Well]:  # type: ignore[override]
         """Every well, reading ahead."""
         self._plate._walk_order = list(self._refs)
+        self._plate._positions = None
         for ref in self._refs.values():
             yield Well(self._plate, ref, walking=True)
 
@@ -512,7 +537,8 @@ class Well:
         index = self.plate.index
         if self._walking:
             window = self.plate._window(self.path)
-            self.plate._sync(index.wells(window))
+            if self.plate._first_time("wells", window):
+                self.plate._sync(index.wells(window))
         return self.plate._sync(index.well(self.path))
 
     @property

@@ -79,9 +79,17 @@ S3_POOL_CONNECTIONS = 64
 
 
 def _widen_s3_pool(options: dict[str, Any]) -> None:
-    """Let as many S3 requests be in flight as the source allows (botocore's default is 10)."""
+    """botocore settings for plates, unless the caller set them.
+
+    As many requests in flight as the source allows (botocore's default pool is 10),
+    bounded retries in botocore's standard mode, and timeouts, so a persistent fault
+    fails in seconds rather than minutes (s3fs adds its own retry loop on top).
+    """
     config = dict(options.get("config_kwargs") or {})
     config.setdefault("max_pool_connections", S3_POOL_CONNECTIONS)
+    config.setdefault("retries", {"mode": "standard", "max_attempts": 3})
+    config.setdefault("connect_timeout", 10)
+    config.setdefault("read_timeout", 30)
     options["config_kwargs"] = config
 
 

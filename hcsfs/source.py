@@ -14,11 +14,14 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import random
 import shutil
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import fsspec
@@ -26,7 +29,16 @@ from fsspec.asyn import AsyncFileSystem
 
 from hcsfs.keys import is_internal_key, join_key, normalize_key
 
-__all__ = ["Entry", "FsspecSource", "LocalSource", "Source"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "S3_RETRY",
+    "Entry",
+    "FsspecSource",
+    "LocalSource",
+    "RetryPolicy",
+    "ShortReadError",
+    "Source",
+]
 
 
 class Entry(TypedDict):
@@ -314,11 +326,115 @@ def _resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, 
     return lo, max(lo, hi)
 
 
+class ShortReadError(ConnectionError):
+    """A ranged read returned fewer bytes than the range holds (a truncated response)."""
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of a request that failed in transit (retryable by nature)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError, ShortReadError]
+    with contextlib.suppress(ImportError):
+        import aiohttp
+
+        found.append(aiohttp.ClientError)  # payload cut short, server disconnected, 5xx
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import HTTPClientError, IncompleteReadError
+
+        found += [HTTPClientError, IncompleteReadError]  # connection closed, read timeout
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import FlexibleChecksumError
+
+        found.append(FlexibleChecksumError)  # body damaged in transit (checksum mismatch)
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :meth:`FsspecSource.get` retries a read that failed in transit.
+
+    Attempt ``n`` (from 0) that raises one of ``retryable`` is retried after a jittered
+    delay of ``backoff * 2**n`` (capped at ``max_backoff``, times 0.5 - 1.5) while
+    fewer than ``attempts`` were made and ``deadline`` seconds have not passed. A
+    response with an HTTP status is retried only when it is 429 or 5xx. What is left
+    when the policy gives up is raised as an ``OSError`` naming the key.
+
+    Parameters
+    ----------
+    attempts
+        Tries of one read in all (1: no retry).
+    backoff, max_backoff
+        First delay and the largest one, in seconds.
+    deadline
+        Give up after this many seconds, whatever ``attempts`` says.
+    retryable
+        Exception types worth another try.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 1.0
+    deadline: float = 60.0
+    retryable: tuple[type[BaseException], ...] = field(default_factory=_transport_errors)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is worth another attempt (ignoring the attempt count)."""
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+            return False
+        if not isinstance(exc, self.retryable):
+            return False
+        status = getattr(exc, "status", None)  # aiohttp ClientResponseError
+        return not isinstance(status, int) or status == 429 or status >= 500
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
+
+
+#: What a read can fail with in transit; other errors pass through :meth:`FsspecSource.get`.
+_TRANSPORT_ERRORS = _transport_errors()
+#: Errors a read or write raises as an ``OSError`` naming the key.
+_NAMED_ERRORS: tuple[type[BaseException], ...] = (OSError, *_TRANSPORT_ERRORS)
+#: Reads on most fsspec filesystems (HTTP, GCS, ...): retry transport errors.
+DEFAULT_RETRY = RetryPolicy()
+_S3_UNRETRIED = frozenset({"ShortReadError", "FlexibleChecksumError"})
+#: Reads on S3: s3fs and botocore already retry 5xx, SlowDown, dropped connections and
+#: bodies cut short of their Content-Length, so hcsfs adds only what they cannot see: a
+#: body whose Content-Length agrees with the cut, or whose checksum does not match.
+#: Retrying the rest again would multiply their attempts (5 x 5 x botocore's) and the
+#: time a persistent fault takes to surface.
+S3_RETRY = RetryPolicy(
+    attempts=3,
+    retryable=tuple(e for e in _TRANSPORT_ERRORS if e.__name__ in _S3_UNRETRIED),
+)
+
+
+def _named(exc: BaseException, where: str) -> OSError:
+    """``exc`` as an ``OSError`` whose message names ``where``.
+
+    Builtin ``OSError`` classes are kept (``ConnectionResetError`` stays one); other
+    transport errors become ``TimeoutError`` or ``ConnectionError``. The errno is kept.
+    """
+    message = f"{where}: {getattr(exc, 'strerror', None) or exc or type(exc).__name__}"
+    errno_ = getattr(exc, "errno", None)
+    kind: type[OSError]
+    if isinstance(exc, OSError) and type(exc).__module__ == "builtins":
+        kind = type(exc)
+    elif isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+        kind = TimeoutError
+    elif isinstance(exc, _TRANSPORT_ERRORS):
+        kind = ConnectionError
+    else:
+        kind = OSError
+    return kind(errno_, message) if isinstance(errno_, int) else kind(message)
+
+
 class FsspecSource(Source):
     """A plate on any fsspec filesystem (memory, S3, GCS, HTTP ...).
 
     Async filesystems are awaited directly on the caller's loop; sync ones run in
-    threads. ``max_concurrency`` bounds requests in flight.
+    threads. ``max_concurrency`` bounds requests in flight. Reads that fail in transit
+    are retried by ``retry`` (default :data:`S3_RETRY` on S3, :data:`DEFAULT_RETRY`
+    elsewhere); a read that still fails raises an ``OSError`` naming the key.
     """
 
     def __init__(
@@ -328,6 +444,7 @@ class FsspecSource(Source):
         *,
         read_only: bool = False,
         max_concurrency: int = 64,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.fs = fs
         self.root = fs._strip_protocol(root).rstrip("/")
@@ -337,6 +454,7 @@ class FsspecSource(Source):
         self.can_list = not _is_http(fs)
         self.is_s3 = "s3" in _protocols(fs)
         self.supports_conditional_write = self.is_s3
+        self.retry = retry if retry is not None else (S3_RETRY if self.is_s3 else DEFAULT_RETRY)
         self._limit = max_concurrency
         self._semaphores: dict[int, asyncio.Semaphore] = {}
 
@@ -365,17 +483,49 @@ class FsspecSource(Source):
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         # docstring inherited
+        policy = self.retry
+        deadline = time.monotonic() + policy.deadline
+        attempt = 0
+        while True:
+            try:
+                return await self._get_once(key, start, end)
+            except (FileNotFoundError, IsADirectoryError, PermissionError):
+                raise
+            except Exception as exc:
+                if not isinstance(exc, _NAMED_ERRORS):
+                    raise  # a bug or a bad argument, not the network: as it is
+                attempt += 1
+                wait = policy.delay(attempt - 1)
+                if (
+                    attempt >= policy.attempts
+                    or not policy.should_retry(exc)
+                    or time.monotonic() + wait > deadline
+                ):
+                    raise _named(exc, f"{self.url}/{normalize_key(key)}") from exc
+                await asyncio.sleep(wait)
+
+    async def _get_once(self, key: str, start: int | None, end: int | None) -> bytes:
+        """One read of ``key``; a ranged read cut short raises :class:`ShortReadError`."""
         path = self._path(key)
         kwargs: dict[str, Any] = {}
         if self.is_s3:
             kwargs["max_concurrency"] = 1  # no HEAD before a whole-object GET
         try:
-            data = await self._call("cat_file", path, start=start, end=end, **kwargs)
+            data = bytes(await self._call("cat_file", path, start=start, end=end, **kwargs))
         except FileNotFoundError as exc:
             raise FileNotFoundError(key) from exc
         except IsADirectoryError as exc:
             raise IsADirectoryError(key) from exc
-        return bytes(data)
+        if start is not None and end is not None and 0 <= start < end and len(data) < end - start:
+            # Short: the range ran past the end of the value (fine), or the body was cut
+            # and the headers agreed with the cut (a broken proxy). One size request tells.
+            size = await self.size(key)
+            if len(data) < min(end, size) - start:
+                raise ShortReadError(
+                    f"{key}: {len(data)} bytes for range [{start}, {end}) of a "
+                    f"{size}-byte value (response cut short)"
+                )
+        return data
 
     async def size(self, key: str) -> int:
         # docstring inherited
@@ -427,7 +577,12 @@ class FsspecSource(Source):
             parent = posixpath.dirname(path)
             if parent:
                 await self._call("makedirs", parent, exist_ok=True)
-        await self._call("pipe_file", path, bytes(data))
+        try:
+            await self._call("pipe_file", path, bytes(data))
+        except (FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError):
+            raise
+        except _NAMED_ERRORS as exc:  # the filesystem's own retries gave up: name the key
+            raise _named(exc, f"{self.url}/{normalize_key(key)}") from exc
 
     async def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         # docstring inherited

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import socket
 import struct
 import threading
@@ -30,7 +31,49 @@ from typing import Any, Literal
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-__all__ = ["CountingS3Server", "Fault", "FaultKind", "FaultPlan", "S3Request"]
+__all__ = [
+    "FUZZ_EXAMPLES_ENV",
+    "CountingS3Server",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "S3Request",
+    "fuzz_examples",
+    "fuzz_randomized",
+    "fuzz_timeout",
+]
+
+#: Environment variable that sets ``max_examples`` of every hcsfs fuzz test, for long
+#: local runs: ``HCSFS_FUZZ_EXAMPLES=20000 pytest tests/test_ome_fuzz.py
+#: tests/test_ozx_hostile.py``. Unset (CI), each test keeps its own small default.
+FUZZ_EXAMPLES_ENV = "HCSFS_FUZZ_EXAMPLES"
+
+
+def fuzz_examples(default: int) -> int:
+    """``max_examples`` for a fuzz test: :data:`FUZZ_EXAMPLES_ENV` if set, else ``default``."""
+    value = os.environ.get(FUZZ_EXAMPLES_ENV, "").strip()
+    if not value:
+        return default
+    try:
+        examples = int(value)
+    except ValueError:
+        raise ValueError(f"{FUZZ_EXAMPLES_ENV}={value!r}: expected a whole number") from None
+    if examples < 1:
+        raise ValueError(f"{FUZZ_EXAMPLES_ENV}={value!r}: expected at least 1")
+    return examples
+
+
+def fuzz_timeout(seconds: float, default: int) -> float:
+    """A test timeout of ``seconds`` at ``default`` examples, scaled to :func:`fuzz_examples`."""
+    return seconds * max(1.0, fuzz_examples(default) / default)
+
+
+def fuzz_randomized() -> bool:
+    """True for a long local run (:data:`FUZZ_EXAMPLES_ENV` set): explore new inputs.
+
+    CI runs derandomized, so a default run is the same every time.
+    """
+    return bool(os.environ.get(FUZZ_EXAMPLES_ENV, "").strip())
 
 
 @dataclass(frozen=True)
@@ -53,7 +96,7 @@ class S3Request:
         return self.method
 
 
-FaultKind = Literal["error", "slowdown", "reset", "delay", "truncate"]
+FaultKind = Literal["error", "slowdown", "reset", "delay", "truncate", "short"]
 
 #: S3 error code and message sent for each HTTP status an ``"error"`` fault returns.
 _ERROR_CODES: dict[int, tuple[str, str]] = {
@@ -79,7 +122,10 @@ class Fault:
         seconds, then serve it (a slow server; past the client's read timeout it is a
         timeout). ``"truncate"``: serve it with the ``Content-Length`` of the whole
         body but send only ``keep`` bytes (or the fraction ``keep`` when it is a
-        float below 1), then close the connection.
+        float below 1), then close the connection. ``"short"``: like ``"truncate"``,
+        but the headers agree with the bytes sent (``Content-Length`` of the cut body,
+        no ``x-amz-checksum-*``; a broken proxy): only a client that checks the length
+        against the range it asked for can tell.
     method
         Only requests with this HTTP method (``"GET"``, ``"PUT"``, ``"POST"`` ...).
     key
@@ -249,7 +295,7 @@ class _CountingApp:
                 _drain(environ)
             _drop_connection(environ)
             raise ConnectionAbortedError(f"injected connection reset: {request.key}")
-        if fault.kind == "truncate":
+        if fault.kind in ("truncate", "short"):
             line, headers, body = self._served(environ)
             if not body:
                 start_response(line, headers)
@@ -257,7 +303,10 @@ class _CountingApp:
             kept = int(len(body) * fault.keep) if fault.keep < 1 else int(fault.keep)
             kept = max(0, min(kept, len(body) - 1))
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-            start_response(line, [*headers, ("Content-Length", str(len(body)))])
+            if fault.kind == "short":
+                headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-checksum")]
+            declared = len(body) if fault.kind == "truncate" else kept
+            start_response(line, [*headers, ("Content-Length", str(declared))])
             return [body[:kept]]
         raise ValueError(f"unknown fault kind {fault.kind!r}")  # pragma: no cover
 

@@ -1,4 +1,10 @@
-"""Random JSON-ish values anywhere in the metadata: a model or MetadataError, nothing else."""
+"""Random JSON-ish values anywhere in the metadata: a model or MetadataError, nothing else.
+
+CI runs 400 + 100 examples (a couple of seconds). For a longer local run set
+``HCSFS_FUZZ_EXAMPLES`` (``max_examples`` of each test), e.g.
+``HCSFS_FUZZ_EXAMPLES=20000 pytest tests/test_ome_fuzz.py``; the timeout scales with
+it. A crash it finds becomes a regression test of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +27,7 @@ from hcsfs.ome import (
     validate_plate,
     validate_well,
 )
+from hcsfs.testing import fuzz_examples, fuzz_timeout
 
 JSONISH = st.recursive(
     st.none()
@@ -144,7 +152,12 @@ CASES = [
 ]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.timeout(fuzz_timeout(60, 400))
+@settings(
+    max_examples=fuzz_examples(400),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data(), case=st.sampled_from(range(len(CASES))))
 def test_random_values_anywhere(data: st.DataObject, case: int) -> None:
     base, parse, validates = CASES[case]
@@ -153,7 +166,8 @@ def test_random_values_anywhere(data: st.DataObject, case: int) -> None:
     _check(doc, parse, validates)
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.timeout(fuzz_timeout(60, 100))
+@settings(max_examples=fuzz_examples(100), deadline=None)
 @given(doc=JSONISH)
 def test_random_documents(doc: Any) -> None:
     for parse, validate in (

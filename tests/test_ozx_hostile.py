@@ -1,4 +1,10 @@
-"""Hostile archives: every crafted input raises ArchiveError quickly with bounded memory."""
+"""Hostile archives: every crafted input raises ArchiveError quickly with bounded memory.
+
+The mutation fuzz test runs 400 derandomized examples by default (about a second); for
+a longer, randomized local run set ``HCSFS_FUZZ_EXAMPLES``, e.g.
+``HCSFS_FUZZ_EXAMPLES=20000 pytest tests/test_ozx_hostile.py -k mutations`` (the
+timeout scales with it). A crash it finds becomes a test of its own above.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from hcsfs.errors import ArchiveError
 from hcsfs.ozx import OzxArchive, ome_comment, pack_stream
 from hcsfs.ozx import records as rec
 from hcsfs.ozx.testing import MemoryFetcher
+from hcsfs.testing import fuzz_examples, fuzz_randomized, fuzz_timeout
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -352,11 +359,12 @@ async def test_deflate_corrupt_truncated_and_crc() -> None:
 SEEDS = [good(), deflated()]
 
 
+@pytest.mark.timeout(fuzz_timeout(30, 400))
 @settings(
-    max_examples=400,
+    max_examples=fuzz_examples(400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
+    derandomize=not fuzz_randomized(),
 )
 @given(
     seed=st.sampled_from([0, 1]),
