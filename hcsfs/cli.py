@@ -191,7 +191,7 @@ def cat(
       hcsfs cat plate.ozx A/1/zarr.json
     """
     fs = _open(url, endpoint_url, anon, options).fs
-    click.get_binary_stream("stdout").write(fs.cat_file(path))
+    click.echo(fs.cat_file(path), nl=False)
 
 
 @main.command()

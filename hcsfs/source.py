@@ -516,6 +516,10 @@ class FsspecSource(Source):
             raise FileNotFoundError(key) from exc
         except IsADirectoryError as exc:
             raise IsADirectoryError(key) from exc
+        except OSError as exc:
+            if start is not None and _range_not_satisfiable(exc):
+                return b""  # the range starts past the end: nothing there (HTTP 416)
+            raise
         if start is not None and end is not None and 0 <= start < end and len(data) < end - start:
             # Short: the range ran past the end of the value (fine), or the body was cut
             # and the headers agreed with the cut (a broken proxy). One size request tells.
@@ -686,3 +690,9 @@ def _is_condition_failure(exc: BaseException) -> bool:
                 return True
         cause = cause.__cause__
     return False
+
+
+def _range_not_satisfiable(exc: OSError) -> bool:
+    """Whether ``exc`` is the storage's "416 range not satisfiable" answer."""
+    status = getattr(exc, "status", None)
+    return status == 416 or "not satisfiable" in str(exc).lower() or "InvalidRange" in str(exc)
