@@ -40,7 +40,7 @@ from hcsfs.zarrmeta import (
 
 __all__ = ["DEFAULT_IMAGE_CACHE_SIZE", "DEFAULT_WELL_CACHE_SIZE", "PlateIndex"]
 
-DEFAULT_WELL_CACHE_SIZE = 500
+DEFAULT_WELL_CACHE_SIZE = 1536  # every standard plate (up to 1536 wells) fits
 DEFAULT_IMAGE_CACHE_SIZE = 100
 DEFAULT_DOC_CACHE_BYTES = 64 * 2**20
 
@@ -278,6 +278,51 @@ class PlateIndex:
             )
         return {k: v for k, v in found.items() if v is not None}
 
+    # ------------------------------------------------------ no-I/O lookups
+    def known_plate(self) -> PlateMeta | None:
+        """The plate metadata when the index is open, else ``None`` (never waits)."""
+        return self.plate if self._opened else None
+
+    def known_well(self, path: str) -> WellMeta | None:
+        """A well's metadata if cached or in consolidated metadata, else ``None``.
+
+        Synchronous and free of I/O, so accessors can skip the hop to the event
+        loop when the answer is already here (a cached walk is all hits).
+        """
+        return self._known(self._wells, path, "well")
+
+    def known_image(self, node: str) -> ImageMeta | None:
+        """An image's metadata if cached or in consolidated metadata, else ``None``."""
+        return self._known(self._images, node, "image")
+
+    def known_array(self, node: str) -> ArrayMeta | None:
+        """An array's metadata if cached or in consolidated metadata, else ``None``."""
+        return self._known(self._arrays, node, "array")
+
+    def _known(self, cache: LRUCache[str, Any], node: str, kind: str) -> Any:
+        with self._lock:
+            meta = cache.get(node)
+        if meta is not None or self.consolidated is None:
+            return meta
+        key = (array_doc_key if kind == "array" else attributes_doc_key)(self.zarr_format, node)
+        doc = self.consolidated.get(key)
+        if doc is None:
+            return None
+        meta = self._parse(kind, key, doc)
+        with self._lock:
+            cache[node] = meta
+        return meta
+
+    def _parse(self, kind: str, key: str, doc: dict[str, Any]) -> Any:
+        """Parse one metadata document of ``kind`` (well, image or array)."""
+        where = self._where(key)
+        if kind == "array":
+            return parse_array_meta(self.zarr_format, doc, path=where)
+        attributes = parse_group_attributes(self.zarr_format, doc, path=where)
+        return parse_well(attributes, path=where) if kind == "well" else parse_image(
+            attributes, path=where
+        )
+
     # ---------------------------------------------------------------- wells
     async def wells(self, paths: Iterable[str]) -> dict[str, WellMeta]:
         """Well metadata for ``paths``; the missing ones are fetched in one round."""
@@ -295,8 +340,7 @@ class PlateIndex:
             keys = {attributes_doc_key(self.zarr_format, p): p for p in missing}
             docs = await self._required_docs(list(keys), "well")
             for key, doc in docs.items():
-                attributes = parse_group_attributes(self.zarr_format, doc, path=self._where(key))
-                meta = parse_well(attributes, path=self._where(key))
+                meta = self._parse("well", key, doc)
                 result[keys[key]] = meta
                 with self._lock:
                     self._wells[keys[key]] = meta
@@ -323,8 +367,7 @@ class PlateIndex:
             keys = {attributes_doc_key(self.zarr_format, n): n for n in missing}
             docs = await self._required_docs(list(keys), "image")
             for key, doc in docs.items():
-                attributes = parse_group_attributes(self.zarr_format, doc, path=self._where(key))
-                meta = parse_image(attributes, path=self._where(key))
+                meta = self._parse("image", key, doc)
                 result[keys[key]] = meta
                 with self._lock:
                     self._images[keys[key]] = meta
@@ -351,7 +394,7 @@ class PlateIndex:
             keys = {array_doc_key(self.zarr_format, n): n for n in missing}
             docs = await self._required_docs(list(keys), "array")
             for key, doc in docs.items():
-                meta = parse_array_meta(self.zarr_format, doc, path=self._where(key))
+                meta = self._parse("array", key, doc)
                 result[keys[key]] = meta
                 with self._lock:
                     self._arrays[keys[key]] = meta

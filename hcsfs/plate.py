@@ -116,7 +116,8 @@ class Plate:
     @property
     def meta(self) -> PlateMeta:
         """The parsed plate metadata."""
-        return self._sync(self.index.open())
+        known = self.index.known_plate()
+        return known if known is not None else self._sync(self.index.open())
 
     @property
     def url(self) -> str:
@@ -462,17 +463,27 @@ class Plate:
         self._done.add(key)
         return True
 
-    async def _prefetch_images(self, well_paths: list[str]) -> None:
-        if not self._first_time("images", well_paths):
+    def _read_ahead(self, kind: str, well_paths: list[str], level: int = 0) -> None:
+        """Read the window's images (or level-``level`` arrays) ahead, once per window.
+
+        The once-check runs here, before any hop to the event loop, so accessor calls
+        after the first cost no loop round trip.
+        """
+        if not self._first_time(kind, well_paths, level):
             return
+        if kind == "images":
+            self._sync(self._prefetch_images(well_paths))
+        else:
+            self._sync(self._prefetch_arrays(well_paths, level))
+
+    async def _prefetch_images(self, well_paths: list[str]) -> None:
         wells = await self.index.wells(well_paths)
         nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
         await self.index.images(nodes)
 
     async def _prefetch_arrays(self, well_paths: list[str], level: int) -> None:
-        if not self._first_time("arrays", well_paths, level):
-            return
-        await self._prefetch_images(well_paths)
+        if self._first_time("images", well_paths):
+            await self._prefetch_images(well_paths)
         wells = await self.index.wells(well_paths)
         nodes = [join_key(p, img.path) for p, w in wells.items() for img in w.images]
         images = await self.index.images(nodes)
@@ -539,13 +550,14 @@ class Well:
             window = self.plate._window(self.path)
             if self.plate._first_time("wells", window):
                 self.plate._sync(index.wells(window))
-        return self.plate._sync(index.well(self.path))
+        known = index.known_well(self.path)
+        return known if known is not None else self.plate._sync(index.well(self.path))
 
     @property
     def images(self) -> ImagesView:
         """Mapping field path (``"0"``) → :class:`Image`."""
         if self._walking:
-            self.plate._sync(self.plate._prefetch_images(self.plate._window(self.path)))
+            self.plate._read_ahead("images", self.plate._window(self.path))
         return ImagesView(self)
 
     def image(self, field: int | str = 0) -> Image:
@@ -608,7 +620,9 @@ class Image:
     @property
     def meta(self) -> ImageMeta:
         """The parsed multiscales/omero metadata."""
-        return self.plate._sync(self.plate.index.image(self.path))
+        index = self.plate.index
+        known = index.known_image(self.path)
+        return known if known is not None else self.plate._sync(index.image(self.path))
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -655,8 +669,10 @@ class Image:
         """Shape, dtype and chunks of ``level`` (from metadata, no chunk read)."""
         node = self._dataset(level)
         if self._walking:
-            self.plate._sync(self.plate._prefetch_arrays(self.plate._window(self.well.path), level))
-        return self.plate._sync(self.plate.index.array(node))
+            self.plate._read_ahead("arrays", self.plate._window(self.well.path), level)
+        index = self.plate.index
+        known = index.known_array(node)
+        return known if known is not None else self.plate._sync(index.array(node))
 
     def shape(self, level: int = 0) -> tuple[int, ...]:
         """The array shape at ``level``."""
