@@ -319,8 +319,10 @@ class PlateIndex:
         if kind == "array":
             return parse_array_meta(self.zarr_format, doc, path=where)
         attributes = parse_group_attributes(self.zarr_format, doc, path=where)
-        return parse_well(attributes, path=where) if kind == "well" else parse_image(
-            attributes, path=where
+        return (
+            parse_well(attributes, path=where)
+            if kind == "well"
+            else parse_image(attributes, path=where)
         )
 
     # ---------------------------------------------------------------- wells

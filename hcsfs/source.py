@@ -68,6 +68,9 @@ class Source(ABC):
     url: str
     can_list: bool = True
     read_only: bool = False
+    #: True when the reads may be awaited on any running event loop (they hold no
+    #: loop-bound state): the zarr store then reads without hopping to fsspec's loop.
+    loop_free_reads: bool = False
     supports_conditional_write: bool = False
 
     @abstractmethod
@@ -168,6 +171,7 @@ class LocalSource(Source):
     """
 
     _executor: ThreadPoolExecutor | None = None
+    loop_free_reads = True  # file reads in a thread pool of whichever loop awaits them
 
     def __init__(self, root: str, *, read_only: bool = False) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
