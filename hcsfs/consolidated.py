@@ -26,8 +26,23 @@ V2_METADATA_NAMES = (V2_GROUP, V2_ATTRS, V2_ARRAY)
 
 
 def encode_document(doc: Mapping[str, Any]) -> bytes:
-    """A metadata document as hcsfs writes it (indented UTF-8 JSON)."""
+    """A metadata document as hcsfs writes it: UTF-8 JSON, indented for people to read.
+
+    A document holding consolidated metadata (every node's document) is written
+    compact instead: indentation would more than double it (a 1536-well plate's
+    root: 11.4 MB indented, 4.6 MB compact) and every reader pays for the bytes
+    twice, to fetch and to parse.
+    """
+    if _holds_consolidated(doc):
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
     return json.dumps(doc, indent=2).encode("utf-8")
+
+
+def _holds_consolidated(doc: Mapping[str, Any]) -> bool:
+    block = doc.get("consolidated_metadata")
+    if isinstance(block, Mapping) and block.get("metadata"):
+        return True
+    return "zarr_consolidated_format" in doc  # a v2 .zmetadata document
 
 
 def metadata_keys(keys: Iterable[str], zarr_format: int) -> list[str]:

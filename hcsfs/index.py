@@ -478,8 +478,10 @@ def _refuse_non_plate(attributes: dict[str, Any], where: str) -> None:
 
 
 def dumps_doc(doc: dict[str, Any]) -> bytes:
-    """Serialise a metadata document the way hcsfs writes them."""
-    return json.dumps(doc, indent=2, sort_keys=False).encode("utf-8")
+    """Serialise a metadata document the way hcsfs writes them (see encode_document)."""
+    from hcsfs.consolidated import encode_document
+
+    return encode_document(doc)
 
 
 async def gather_limited(coros: list[Any], limit: int) -> list[Any]:
