@@ -170,16 +170,21 @@ class Hcsfs(Tool):
 
     def prepare(self, task: dict[str, Any]) -> None:
         plate, _ = self._open(task)
-        arrays = []
+        wells: dict[tuple[str, str], list[str]] = {}
         for node in task["nodes"]:
             row, column, field = node.split("/")
-            arrays.append(plate.well(row, column).image(field).level(0))
-        self.state["arrays"] = arrays
+            wells.setdefault((row, column), []).append(field)
+            plate.well(row, column).image(field).level(0)  # metadata read here, untimed
+        self.state["wells"] = {key: (plate.well(*key), fields) for key, fields in wells.items()}
         self.state["plate"] = plate
 
     def read(self, task: dict[str, Any]) -> Iterator[np.ndarray]:
-        for array in self.state["arrays"]:
-            yield np.asarray(array[...])
+        # the documented reads: one field with Image.read, several of a well together
+        for well, fields in self.state["wells"].values():
+            if len(fields) == 1:
+                yield well.image(fields[0]).read(0)
+            else:
+                yield from well.read(0, fields).values()
 
 
 class HcsfsStore(Tool):

@@ -9,10 +9,11 @@ request after another.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import numpy as np
@@ -564,6 +565,25 @@ class Well:
         """The field ``field`` of this well."""
         return self.images[str(field)]
 
+    def read(
+        self, level: int = 0, fields: Iterable[int | str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The pixels of every field (or of ``fields``) at ``level``, read together.
+
+        The fields' chunk reads are all in flight at once, so a well costs about what
+        its largest field costs, not the sum of its fields. Keys are field paths.
+        """
+        from zarr.core.sync import sync as zarr_sync
+
+        names = [str(f) for f in fields] if fields is not None else list(self.images)
+        arrays = [self.image(name).level(level) for name in names]
+
+        async def read_all() -> list[Any]:
+            return await asyncio.gather(*(a.async_array.getitem(...) for a in arrays))
+
+        values = zarr_sync(read_all())
+        return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+
     def write_image(self, field: int | str, data: Any, **kwargs: Any) -> Image:
         """Write a field into this well; see :func:`hcsfs.write.write_image`."""
         return self.plate.write_image(self.row, self.column, field, data, **kwargs)
@@ -694,6 +714,10 @@ class Image:
             mode="r" if self.plate.fs.read_only else "r+",
             zarr_format=self.plate.index.zarr_format,  # type: ignore[arg-type]
         )
+
+    def read(self, level: int = 0, selection: Any = ...) -> np.ndarray:
+        """The pixels of ``level`` (all of them, or a basic ``selection``) as numpy."""
+        return np.asarray(self.level(level)[selection])
 
     def to_dask(self, level: int = 0) -> dask.array.Array:
         """The resolution level as a lazy dask array."""
