@@ -1,10 +1,12 @@
 """B4 local ``.ozx`` read throughput and B5 pack (directory -> ``.ozx``).
 
 B4: hcsfs vs zarr's ``ZipStore`` vs the raw limit (the members' bytes read with plain
-file reads at offsets known in advance). B5: ``hcsfs.pack`` vs ngff-zarr's
+file reads at offsets known in advance); zarr's ``LocalStore`` on the same plate
+unpacked shows zarr's own per-chunk ceiling. B5: ``hcsfs.pack`` vs ngff-zarr's
 ``write_store_to_zip`` vs a raw copy (every file's bytes concatenated into one file,
-fsynced like hcsfs's output). All three of each move the same bytes; the file is read
-once before timing so every reader starts from the page cache.
+fsynced like hcsfs's output), and, for context, the same raw copy computing the CRC-32
+a zip member needs. All of each move the same bytes; the files are read once before
+timing so every reader starts from the page cache.
 """
 
 from __future__ import annotations
@@ -14,27 +16,18 @@ import statistics
 import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.storage import ZipStore
+from zarr.storage import LocalStore, ZipStore
 
 import hcsfs
 from benchmarks.plates import PlateFiles
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
-
-
-def _timed(fn: Callable[[], int], repeats: int) -> tuple[float, list[float], int]:
-    walls = []
-    nbytes = 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        nbytes = fn()
-        walls.append(time.perf_counter() - start)
-    return statistics.median(walls), walls, nbytes
 
 
 def member_offsets(archive: str, names: list[str]) -> list[tuple[int, int]]:
@@ -53,15 +46,26 @@ def member_offsets(archive: str, names: list[str]) -> list[tuple[int, int]]:
 
 
 def bench_ozx_local(
-    archive: str, plate: PlateFiles, repeats: int, log: Callable[[str], None]
+    archive: str,
+    plate: PlateFiles,
+    repeats: int,
+    log: Callable[[str], None],
+    directory: str | None = None,
 ) -> list[dict[str, Any]]:
-    """B4: read every level-0 field of the local ``archive`` (the data plate)."""
+    """B4: read every level-0 field of the local ``archive`` (the data plate).
+
+    ``directory``, the same plate unpacked, adds zarr's ``LocalStore`` as a reference row.
+    """
     nodes = [f"{well}/{f}" for well in plate.well_paths for f in range(2)]
     keys = [k for node in nodes for k in plate.chunk_keys(f"{node}/0")]
     offsets = member_offsets(archive, keys)
     with open(archive, "rb") as handle:  # warm the page cache for everyone
         while handle.read(1 << 24):
             pass
+    if directory is not None:
+        for key in keys:
+            with open(os.path.join(directory, *key.split("/")), "rb") as handle:
+                handle.read()
 
     def raw() -> int:
         total = 0
@@ -87,16 +91,37 @@ def bench_ozx_local(
         finally:
             store.close()
 
+    def with_localstore() -> int:
+        assert directory is not None
+        root = zarr.open_group(LocalStore(directory, read_only=True), mode="r")
+        return sum(np.asarray(root[f"{node}/0"][...]).nbytes for node in nodes)  # type: ignore[index]
+
+    tools: dict[str, Callable[[], int]] = {
+        "raw": raw,
+        "hcsfs": with_hcsfs,
+        "zarr ZipStore": with_zipstore,
+    }
+    if directory is not None:
+        tools["zarr LocalStore (unpacked directory)"] = with_localstore
+    walls: dict[str, list[float]] = {tool: [] for tool in tools}
+    nbytes: dict[str, int] = {}
+    for fn in tools.values():  # once untimed: imports, first-use setup
+        fn()
+    for _ in range(repeats):  # rounds, so a busy spell on a shared machine hits every tool
+        for tool, fn in tools.items():
+            start = time.perf_counter()
+            nbytes[tool] = fn()
+            walls[tool].append(time.perf_counter() - start)
     rows = []
-    for tool, fn in (("raw", raw), ("hcsfs", with_hcsfs), ("zarr ZipStore", with_zipstore)):
-        wall, walls, nbytes = _timed(fn, repeats)
+    for tool, tool_walls in walls.items():
+        wall = statistics.median(tool_walls)
         rows.append(
             {
                 "tool": tool,
                 "wall_s": round(wall, 5),
-                "walls_s": walls,
-                "bytes": nbytes,
-                "MBps": round(nbytes / wall / 1e6, 1),
+                "walls_s": tool_walls,
+                "bytes": nbytes[tool],
+                "MBps": round(nbytes[tool] / wall / 1e6, 1),
                 "fields": len(nodes),
                 "members": len(keys),
             }
@@ -118,13 +143,16 @@ def bench_pack(
     out = os.path.join(workdir, "packed")
     os.makedirs(out, exist_ok=True)
 
-    def raw() -> int:
-        dst = os.path.join(out, "raw.bin")
+    def raw(checksum: bool = False) -> int:
+        dst = os.path.join(out, "raw-crc.bin" if checksum else "raw.bin")
         total = 0
         with open(dst, "wb") as sink:
             for key in files:
                 with open(os.path.join(src, *key.split("/")), "rb") as handle:
-                    total += sink.write(handle.read())
+                    data = handle.read()
+                    if checksum:
+                        zlib.crc32(data)
+                    total += sink.write(data)
             sink.flush()
             os.fsync(sink.fileno())
         return total
@@ -140,15 +168,28 @@ def bench_pack(
         return os.path.getsize(dst)
 
     data_bytes = sum(len(v) for v in plate.files.values())
+    tools: dict[str, Callable[[], int]] = {
+        "raw copy": raw,
+        "raw copy + CRC32": lambda: raw(checksum=True),
+        "hcsfs": with_hcsfs,
+        "ngff-zarr": with_ngff_zarr,
+    }
+    walls: dict[str, list[float]] = {tool: [] for tool in tools}
+    output_bytes: dict[str, int] = {}
+    for _ in range(repeats):  # rounds, so a busy spell on a shared machine hits every tool
+        for tool, fn in tools.items():
+            start = time.perf_counter()
+            output_bytes[tool] = fn()
+            walls[tool].append(time.perf_counter() - start)
     rows = []
-    for tool, fn in (("raw copy", raw), ("hcsfs", with_hcsfs), ("ngff-zarr", with_ngff_zarr)):
-        wall, walls, nbytes = _timed(fn, repeats)
+    for tool, tool_walls in walls.items():
+        wall = statistics.median(tool_walls)
         rows.append(
             {
                 "tool": tool,
                 "wall_s": round(wall, 5),
-                "walls_s": walls,
-                "output_bytes": nbytes,
+                "walls_s": tool_walls,
+                "output_bytes": output_bytes[tool],
                 "input_bytes": data_bytes,
                 "files": len(files),
                 "MBps": round(data_bytes / wall / 1e6, 1),

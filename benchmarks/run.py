@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             import hcsfs
 
             hcsfs.pack(src, archive, progress=False)
-            results["b4"] = bench_ozx_local(archive, data, repeats, _log)
+            results["b4"] = bench_ozx_local(archive, data, repeats, _log, directory=src)
         if "b5" in args.only:
             results["b5"] = bench_pack(src, work, data, repeats, _log)
     shutil.rmtree(work, ignore_errors=True)

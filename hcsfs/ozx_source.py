@@ -1,7 +1,8 @@
 """OzxSource: a plate inside an RFC-9 ``.ozx`` archive, read in place with ranged reads.
 
 The archive is opened on first use (one suffix read of the tail, at most one more
-for the central directory); after that every member read is one ranged read, and the
+for the central directory); after that every member read is at most one ranged read
+(reads of neighbouring members that are in flight together share one), and the
 member table answers listings and sizes with no request at all.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -18,10 +21,14 @@ from hcsfs.keys import join_key, normalize_key
 from hcsfs.ozx import OzxArchive, RangeFetcher
 from hcsfs.source import Entry, FsspecSource, Source
 
-__all__ = ["OzxSource", "fsspec_fetcher", "local_fetcher"]
+__all__ = ["CoalescingFetcher", "OzxSource", "fsspec_fetcher", "local_fetcher"]
 
 
 INLINE_READ_BYTES = 1 << 20
+#: Reads of a remote archive this close together share a request (object_store's choice).
+REMOTE_MERGE_GAP = 1 << 20
+#: ...as long as the shared request stays this small.
+REMOTE_MERGE_SPAN = 16 << 20
 
 
 class _LocalArchive:
@@ -37,14 +44,17 @@ class _LocalArchive:
         self.path = path
         self._fd: int | None = None
         self._size = 0
+        self._opening = threading.Lock()  # reads may come from several loops' threads
 
     def _open(self) -> int:
         if self._fd is None:
-            if os.path.isdir(self.path):
-                raise FileNotFoundError(f"{self.path}: is a directory, not an .ozx archive")
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            self._size = os.fstat(fd).st_size
-            self._fd = fd
+            with self._opening:
+                if self._fd is None:
+                    if os.path.isdir(self.path):
+                        raise FileNotFoundError(f"{self.path}: is a directory, not an .ozx archive")
+                    fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    self._size = os.fstat(fd).st_size
+                    self._fd = fd
         return self._fd
 
     def read(self, start: int, end: int | None) -> bytes:
@@ -59,25 +69,37 @@ class _LocalArchive:
                 os.close(self._fd)
 
 
+class _LocalFetcher:
+    """A range fetcher over a local file: small reads inline, large ones in a thread."""
+
+    #: A request is one system call here, so :class:`OzxSource` has the archive read a
+    #: member's header apart from its data rather than copy the data out of a buffer.
+    requests_are_cheap = True
+    #: Reads are ``os.pread`` inline or in the default thread pool: any loop may await them.
+    loop_free = True
+
+    def __init__(self, path: str) -> None:
+        self._file = _LocalArchive(path)
+
+    async def __call__(self, start: int, end: int | None) -> bytes:
+        if end is not None and start >= 0 and end - start <= INLINE_READ_BYTES:
+            return self._file.read(start, end)
+        if end is None and -INLINE_READ_BYTES <= start < 0:
+            return self._file.read(start, end)
+        return await asyncio.to_thread(self._file.read, start, end)
+
+
 def local_fetcher(path: str) -> RangeFetcher:
     """A range fetcher over a local file."""
-    archive = _LocalArchive(path)
-
-    async def fetch(start: int, end: int | None) -> bytes:
-        small = start < 0 and -start <= INLINE_READ_BYTES
-        small = small or (end is not None and start >= 0 and end - start <= INLINE_READ_BYTES)
-        if small:
-            return archive.read(start, end)
-        return await asyncio.to_thread(archive.read, start, end)
-
-    return fetch
+    return _LocalFetcher(path)
 
 
 def fsspec_fetcher(fs: fsspec.AbstractFileSystem, path: str) -> RangeFetcher:
-    """A range fetcher over a file on any fsspec filesystem (one ranged GET per call).
+    """A range fetcher over a file on any fsspec filesystem (at most one ranged GET per call).
 
     Reads go through an :class:`~hcsfs.source.FsspecSource` on the archive's folder,
-    so they share its concurrency limit, retry policy and error naming.
+    so they share its concurrency limit, retry policy and error naming; reads of
+    nearby ranges in flight together share one GET (:class:`CoalescingFetcher`).
     """
     folder, _, name = path.rstrip("/").rpartition("/")
     source = FsspecSource(fs, folder, read_only=True)
@@ -85,11 +107,127 @@ def fsspec_fetcher(fs: fsspec.AbstractFileSystem, path: str) -> RangeFetcher:
     async def fetch(start: int, end: int | None) -> bytes:
         return await source.get(name, start, end)
 
-    return fetch
+    return CoalescingFetcher(fetch, max_gap=REMOTE_MERGE_GAP, max_span=REMOTE_MERGE_SPAN)
+
+
+@dataclass(eq=False, slots=True)
+class _Wanted:
+    """One read waiting in a :class:`CoalescingFetcher`."""
+
+    start: int
+    end: int
+    done: asyncio.Future[bytes]
+    request: _Request | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One request serving several reads."""
+
+    wanted: list[_Wanted]
+    task: asyncio.Task[None] | None = None
+
+
+class CoalescingFetcher:
+    """A range fetcher that serves concurrent reads of nearby ranges with one request.
+
+    Reads asked for while the event loop runs one turn wait until its next turn
+    (``call_soon``, no timer, so a lone read goes out at once); then they are sorted
+    and merged while the gap between neighbours is at most ``max_gap`` bytes and the
+    merged range at most ``max_span`` bytes. Each read gets exactly its bytes, or the
+    shared request's error; there are never more requests than reads. Written by
+    hand because zarr asks for one chunk per coroutine, never for a list of ranges
+    (which is what ``fsspec.utils.merge_offset_ranges`` merges).
+
+    Parameters
+    ----------
+    fetch
+        The fetcher that makes the requests.
+    max_gap
+        Largest gap, in bytes, between two ranges that one request still covers.
+    max_span
+        Largest merged request in bytes; a longer read always goes out alone.
+    """
+
+    def __init__(self, fetch: RangeFetcher, *, max_gap: int, max_span: int) -> None:
+        self._fetch = fetch
+        self.max_gap = max_gap
+        self.max_span = max_span
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Wanted]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, start: int, end: int | None) -> bytes:
+        if start < 0 or end is None or end - start >= self.max_span:
+            return await self._fetch(start, end)
+        loop = asyncio.get_running_loop()
+        wanted = _Wanted(start, end, loop.create_future())
+        batch = self._pending.get(loop)
+        if batch is None:
+            batch = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        batch.append(wanted)
+        try:
+            return await wanted.done
+        except asyncio.CancelledError:
+            request = wanted.request
+            if request and request.task and all(w.done.cancelled() for w in request.wanted):
+                request.task.cancel()  # nobody waits for it any more
+            raise
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Merge the reads asked for during the last turn and start their requests."""
+        waiting = [w for w in self._pending.pop(loop) if not w.done.done()]
+        waiting.sort(key=lambda w: w.start)
+        group: list[_Wanted] = []
+        end = 0
+        for wanted in waiting:
+            if group and (
+                wanted.start - end > self.max_gap
+                or max(end, wanted.end) - group[0].start > self.max_span
+            ):
+                self._start(loop, _Request(group))
+                group = []
+            end = max(end, wanted.end) if group else wanted.end
+            group.append(wanted)
+        if group:
+            self._start(loop, _Request(group))
+
+    def _start(self, loop: asyncio.AbstractEventLoop, request: _Request) -> None:
+        for wanted in request.wanted:
+            wanted.request = request
+        request.task = task = loop.create_task(self._serve(request.wanted))
+        self._running.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._running.discard)
+
+    async def _serve(self, group: list[_Wanted]) -> None:
+        """One request for the whole group; each read gets its slice, or the error."""
+        start = group[0].start
+        end = max(w.end for w in group)
+        try:
+            data = await self._fetch(start, end)
+        except asyncio.CancelledError:
+            for wanted in group:
+                wanted.done.cancel()
+            raise
+        except Exception as exc:
+            for wanted in group:
+                if not wanted.done.done():
+                    wanted.done.set_exception(exc)
+            return
+        for wanted in group:
+            if not wanted.done.done():
+                lo, hi = wanted.start - start, wanted.end - start
+                wanted.done.set_result(data if (lo, hi) == (0, len(data)) else data[lo:hi])
 
 
 class OzxSource(Source):
-    """A read-only plate inside an ``.ozx`` archive."""
+    """A read-only plate inside an ``.ozx`` archive.
+
+    The fetcher may carry two hints, both set by :func:`local_fetcher`:
+    ``requests_are_cheap`` (the archive reads a member's local header apart from its
+    data, so the data is never copied) and ``loop_free`` (its reads may be awaited on
+    any event loop, so the zarr store reads without hopping to fsspec's loop).
+    """
 
     can_list = True
     read_only = True
@@ -98,6 +236,7 @@ class OzxSource(Source):
         self.url = url
         self._fetch = fetch
         self._options = archive_options
+        self.loop_free_reads = bool(getattr(fetch, "loop_free", False))
         self._archive: OzxArchive | None = None
         self._opening: dict[int, asyncio.Lock] = {}
 
@@ -109,11 +248,15 @@ class OzxSource(Source):
                 if self._archive is None:
                     try:
                         self._archive = await OzxArchive.open(
-                            self._fetch, archive=self.url, **self._options
+                            self._fetch, archive=self.url, **self._archive_options()
                         )
                     except FileNotFoundError as exc:
                         raise FileNotFoundError(f"{self.url}: no such archive") from exc
         return self._archive
+
+    def _archive_options(self) -> dict[str, Any]:
+        cheap = bool(getattr(self._fetch, "requests_are_cheap", False))
+        return {"separate_header_reads": cheap, **self._options}
 
     async def known_sizes(self) -> dict[str, int] | None:
         # docstring inherited

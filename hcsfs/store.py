@@ -28,6 +28,7 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from hcsfs.errors import HCSError
+from hcsfs.hop import run_batched
 from hcsfs.keys import join_key, unsafe_key_reason
 from hcsfs.virtual import VIRTUAL_KEYS, virtual_root_document
 from hcsfs.zarrmeta import METADATA_NAMES
@@ -139,11 +140,13 @@ class HCSStore(Store):
         return await asyncio.wrap_future(future)
 
     async def _reading(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await a read: right here when the source's reads are loop-free, else on the
-        filesystem's loop (two thread switches per call saved on local plates)."""
+        """Await a read: right here when the source's reads are loop-free (two thread
+        switches per call saved on local plates), else on the filesystem's loop, sent
+        with the other reads of this loop turn (one trip; neighbours can share a
+        request, see :mod:`hcsfs.hop`)."""
         if self.fs.source.loop_free_reads:
             return await coro
-        return await self._on_fs_loop(coro)
+        return await run_batched(coro, self.fs.loop)
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the filesystem's loop from synchronous code."""

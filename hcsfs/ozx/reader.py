@@ -3,12 +3,15 @@
 The archive size is not known up front: :meth:`OzxArchive.open` makes one suffix read
 of the tail, derives every absolute position from the end records and, only when the
 central directory is not inside that tail, one more read for it.  Member reads then
-cost one request each (local header and data together).
+cost one request each (local header and data together), or, with
+``separate_header_reads`` for local files, a small header read and then exactly the
+data, which is handed on without being copied out of a larger buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 import zlib
@@ -20,6 +23,7 @@ from typing import Any
 
 from hcsfs.errors import ArchiveError
 from hcsfs.ozx import records as rec
+from hcsfs.ozx.crc import crc32
 
 __all__ = ["OzxArchive", "RangeFetcher", "ZipMember", "parse_comment"]
 
@@ -82,8 +86,10 @@ class OzxArchive:
         limits: dict[str, int],
         max_member_size: int,
         offset_cache_size: int,
+        separate_header_reads: bool = False,
     ) -> None:
         self._fetch = fetch
+        self._separate_header_reads = separate_header_reads
         self.archive = archive
         self._size = size
         self._comment = comment
@@ -122,11 +128,14 @@ class OzxArchive:
         max_central_directory: int = 256 << 20,
         max_member_size: int = 2 << 30,
         offset_cache_size: int = 65536,
+        separate_header_reads: bool = False,
     ) -> OzxArchive:
         """Open an archive with one suffix read (plus one read if the CD is not in the tail).
 
         A ZIP64 record that does not fit the tail (only with a comment nearly as long as
-        ``tail_size``) costs one extra small read.
+        ``tail_size``) costs one extra small read. ``separate_header_reads`` trades one
+        request per member for no copy of its data: right when a request is a system
+        call on a local file, wrong over a network.
         """
         if tail_size < MIN_TAIL_SIZE:
             raise ValueError(f"tail_size must be at least {MIN_TAIL_SIZE}")
@@ -164,6 +173,7 @@ class OzxArchive:
             limits=limits,
             max_member_size=max_member_size,
             offset_cache_size=offset_cache_size,
+            separate_header_reads=separate_header_reads,
         )
 
     @classmethod
@@ -313,7 +323,8 @@ class OzxArchive:
     def _known_offset(self, name: str) -> int | None:
         offset = self._offsets.get(name)
         if offset is not None:
-            self._offsets.move_to_end(name)
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread's read
+                self._offsets.move_to_end(name)
         return offset
 
     def _verify_local(self, m: ZipMember, header: bytes) -> int:
@@ -358,6 +369,13 @@ class OzxArchive:
         """End of a read covering header and data, assuming local extra <= central + slack."""
         guess = m.header_offset + rec.LOCAL.size + m.name_length + m.extra_length + EXTRA_SLACK
         return min(guess + m.compressed_size, self._limits[m.name])
+
+    async def _data_offset(self, m: ZipMember) -> int:
+        """Read and verify the local header on its own; return where the data starts."""
+        fixed = m.header_offset + rec.LOCAL.size + m.name_length
+        end = min(fixed + m.extra_length + EXTRA_SLACK, self._limits[m.name])
+        head = await self._get(m.header_offset, end, m.name)
+        return self._verify_local(m, (await self._local_header(m, head))[0])
 
     async def _member_from(self, m: ZipMember, buf: bytes, buf_start: int) -> bytes:
         """Verify the local header found in ``buf`` and return the member's decoded data.
@@ -416,7 +434,7 @@ class OzxArchive:
             data = raw
         if len(data) != m.size:
             raise ArchiveError(self.archive, label + "size differs from central directory")
-        if zlib.crc32(data) != m.crc32:
+        if crc32(data) != m.crc32:
             raise ArchiveError(self.archive, label + "CRC-32 mismatch")
         return data
 
@@ -434,6 +452,8 @@ class OzxArchive:
         m = self.member(name)
         self._check_size(m)
         offset = self._known_offset(name)
+        if offset is None and self._separate_header_reads:
+            offset = await self._data_offset(m)
         if offset is not None:
             raw = await self._get(offset, offset + m.compressed_size, name)
             return self._decode(m, raw)
@@ -453,6 +473,8 @@ class OzxArchive:
         if m.method != rec.STORED:
             return (await self.read(name))[lo:hi]
         offset = self._known_offset(name)
+        if offset is None and self._separate_header_reads and lo < hi:
+            offset = await self._data_offset(m)
         if offset is not None:
             return await self._get(offset + lo, offset + hi, name)
         if lo == hi:

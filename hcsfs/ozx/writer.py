@@ -8,12 +8,12 @@ member metadata is kept in memory.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterable
 from typing import Protocol
 
 from hcsfs.errors import ArchiveError
 from hcsfs.ozx import records as rec
+from hcsfs.ozx.crc import crc32
 
 __all__ = ["BinaryWritable", "ZipStreamWriter", "pack_stream"]
 
@@ -85,7 +85,7 @@ class ZipStreamWriter:
             raise ArchiveError(self.archive, f"entry {name[:40]!r}...: name too long")
         view = memoryview(data).cast("B")
         size = view.nbytes
-        crc = zlib.crc32(view)
+        crc = crc32(view)
         header = rec.LOCAL.pack(
             rec.LOCAL_SIG, VERSION, rec.FLAG_UTF8, rec.STORED, DOS_TIME, DOS_DATE,
             crc, rec.U32_MAX, rec.U32_MAX, len(raw), LOCAL_EXTRA.size,
