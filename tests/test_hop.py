@@ -25,14 +25,15 @@ def target() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the batches started on the target loop (one per trip)."""
     trips = [0]
-    real = asyncio.run_coroutine_threadsafe
+    real = hop._start
 
-    def counting(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    def counting(loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
         trips[0] += 1
-        return real(coro, loop)
+        real(loop, batch)
 
-    monkeypatch.setattr(hop.asyncio, "run_coroutine_threadsafe", counting)
+    monkeypatch.setattr(hop, "_start", counting)
     return trips
 
 
@@ -114,6 +115,47 @@ def test_on_the_target_loop_itself_the_call_is_awaited_directly(
 
     assert asyncio.run(main()) == 1
     assert trips[0] == 0
+
+
+def test_a_fast_call_is_answered_before_a_slow_one_of_its_batch_ends(
+    target: asyncio.AbstractEventLoop,
+) -> None:
+    async def after(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    async def main() -> list[float]:
+        finished: list[float] = []
+
+        async def call(seconds: float) -> None:
+            finished.append(await hop.run_batched(after(seconds), target))
+
+        await asyncio.gather(call(0.5), call(0.0))
+        return finished
+
+    assert asyncio.run(main()) == [0.0, 0.5]
+
+
+def test_cancelling_a_caller_cancels_its_coroutine(target: asyncio.AbstractEventLoop) -> None:
+    started = threading.Event()
+    stopped = threading.Event()
+
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(hop.run_batched(endless(), target))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(main())
+    assert stopped.wait(5)
 
 
 def test_a_closed_target_loop_fails_every_caller() -> None:
