@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from cachetools import LRUCache
 
 from hcsfs.errors import MetadataError, NotAPlateError
+from hcsfs.gcpause import collector_paused
 from hcsfs.keys import join_key
 from hcsfs.ome.model import ImageMeta, LabelsMeta, PlateMeta, WellMeta
 from hcsfs.ome.parse import parse_image, parse_labels, parse_plate, parse_well
@@ -260,12 +261,13 @@ class PlateIndex:
                 to_fetch.append(key)
         if to_fetch:
             fetched = await self.source.get_many(to_fetch)
-            for key, raw in fetched.items():
-                if raw is None:
-                    result[key] = None
-                    continue
-                self._remember(key, raw)
-                result[key] = load_json(raw, path=self._where(key))
+            with collector_paused():
+                for key, raw in fetched.items():
+                    if raw is None:
+                        result[key] = None
+                        continue
+                    self._remember(key, raw)
+                    result[key] = load_json(raw, path=self._where(key))
         return result
 
     async def _required_docs(self, keys: list[str], what: str) -> dict[str, dict[str, Any]]:
@@ -341,8 +343,9 @@ class PlateIndex:
         if missing:
             keys = {attributes_doc_key(self.zarr_format, p): p for p in missing}
             docs = await self._required_docs(list(keys), "well")
-            for key, doc in docs.items():
-                meta = self._parse("well", key, doc)
+            with collector_paused():
+                parsed = {key: self._parse("well", key, doc) for key, doc in docs.items()}
+            for key, meta in parsed.items():
                 result[keys[key]] = meta
                 with self._lock:
                     self._wells[keys[key]] = meta
@@ -368,8 +371,9 @@ class PlateIndex:
         if missing:
             keys = {attributes_doc_key(self.zarr_format, n): n for n in missing}
             docs = await self._required_docs(list(keys), "image")
-            for key, doc in docs.items():
-                meta = self._parse("image", key, doc)
+            with collector_paused():
+                parsed = {key: self._parse("image", key, doc) for key, doc in docs.items()}
+            for key, meta in parsed.items():
                 result[keys[key]] = meta
                 with self._lock:
                     self._images[keys[key]] = meta
@@ -395,8 +399,9 @@ class PlateIndex:
         if missing:
             keys = {array_doc_key(self.zarr_format, n): n for n in missing}
             docs = await self._required_docs(list(keys), "array")
-            for key, doc in docs.items():
-                meta = self._parse("array", key, doc)
+            with collector_paused():
+                parsed = {key: self._parse("array", key, doc) for key, doc in docs.items()}
+            for key, meta in parsed.items():
                 result[keys[key]] = meta
                 with self._lock:
                     self._arrays[keys[key]] = meta

@@ -56,6 +56,10 @@ def normalize_key(key: str) -> str:
 
 def join_key(*parts: str) -> str:
     """Join non-empty key parts with ``/``."""
+    if len(parts) == 2:  # the common case, called tens of thousands of times per walk
+        head, tail = parts
+        if head and tail and "/" not in (head[0], head[-1], tail[0], tail[-1]):
+            return f"{head}/{tail}"
     return "/".join(part.strip("/") for part in parts if part and part.strip("/"))
 
 

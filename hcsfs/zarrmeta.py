@@ -5,6 +5,7 @@ Pure functions, no I/O: the index fetches the bytes and hands them here.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hcsfs.errors import MetadataError
+from hcsfs.gcpause import collector_paused
 from hcsfs.keys import join_key
 
 __all__ = [
@@ -61,6 +63,8 @@ def array_doc_key(zarr_format: int, node: str) -> str:
 
 MAX_METADATA_BYTES = 256 * 2**20
 MAX_JSON_OBJECTS = 2_000_000
+#: Documents above this size are parsed with the cyclic collector paused (hcsfs.gcpause).
+LARGE_DOCUMENT_BYTES = 1 << 20
 
 
 def load_json(raw: bytes, *, path: str) -> dict[str, Any]:
@@ -77,7 +81,11 @@ def load_json(raw: bytes, *, path: str) -> dict[str, Any]:
     if raw.count(b"{") > MAX_JSON_OBJECTS:
         raise MetadataError(path, f"document holds more than {MAX_JSON_OBJECTS} JSON objects")
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        if len(raw) > LARGE_DOCUMENT_BYTES:
+            with collector_paused():
+                doc = json.loads(raw.decode("utf-8"))
+        else:
+            doc = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise MetadataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -117,15 +125,27 @@ def _dtype_name(value: Any, *, path: str) -> str:
     name = value.get("name") if isinstance(value, dict) else value
     if not isinstance(name, str):
         raise MetadataError(path, f"unsupported data type {value!r}")
+    canonical, structured, error = _checked_dtype(name)
+    if error is not None:
+        raise MetadataError(path, f"unsupported data type {value!r}: {error}")
+    if structured:
+        raise MetadataError(path, f"unsupported structured data type {value!r}")
+    return canonical
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_dtype(name: str) -> tuple[str, bool, str | None]:
+    """(numpy's name for data type ``name``, structured?, numpy's objection or None).
+
+    Cached: a plate has a handful of data types and thousands of arrays.
+    """
     try:
         dtype = np.dtype(name)
     except TypeError:
-        return name  # a zarr extension type numpy does not know: kept by name
+        return name, False, None  # a zarr extension type numpy does not know: kept by name
     except (ValueError, SyntaxError) as exc:
-        raise MetadataError(path, f"unsupported data type {value!r}: {exc}") from None
-    if dtype.fields is not None or dtype.subdtype is not None:
-        raise MetadataError(path, f"unsupported structured data type {value!r}")
-    return str(dtype)
+        return name, False, str(exc)
+    return str(dtype), dtype.fields is not None or dtype.subdtype is not None, None
 
 
 def parse_array_meta(zarr_format: int, doc: dict[str, Any], *, path: str) -> ArrayMeta:
