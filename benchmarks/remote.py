@@ -64,7 +64,9 @@ def measure(
     first = session.run(tool, task, timeout=cap, label=label, grace=grace)
     walls = [first.wall_s] if first.wall_s is not None else []
     if first.ok and first.wall_s is not None and first.wall_s < config.repeat_below_s:
-        for _ in range(config.repeats - 1):
+        # sub-second runs are dominated by one-off costs (a new S3 client): more runs
+        runs = config.repeats + (2 if first.wall_s < 0.5 and config.repeats > 1 else 0)
+        for _ in range(runs - 1):
             again = session.run(tool, task, timeout=cap, label=label, grace=grace)
             if again.ok and again.wall_s is not None:
                 walls.append(again.wall_s)
@@ -248,14 +250,32 @@ def bench_ozx_remote(
             case = {"latency": latency, "archive": name, "node": node, "members_read": members}
             results = []
             for tool in ("hcsfs", "zip-s3"):
-                opened = session.run(
-                    tool, {"op": "ozx_open", "url": url, "node": node}, timeout=120
-                )
-                results.append(opened)
-                if opened.ok:
-                    read = session.run(tool, {"op": "ozx_read", "url": url}, timeout=120)
-                    results.append(read)
+                results += _open_and_read(session, tool, url, node, config.repeats)
             for m in results:
                 rows.append({**case, **m.as_dict()})
             log(_line("B3", case, results))
     return rows
+
+
+def _open_and_read(
+    session: Session, tool: str, url: str, node: str, repeats: int
+) -> list[Measurement]:
+    """Open the archive and read the field ``repeats`` times; the median run's pair.
+
+    The read needs the open before it, so the two are repeated together and the
+    pair whose open + read time is the median is kept (with its request counts).
+    """
+    pairs: list[list[Measurement]] = []
+    for _ in range(max(1, repeats)):
+        opened = session.run(tool, {"op": "ozx_open", "url": url, "node": node}, timeout=120)
+        pair = [opened]
+        if opened.ok:
+            pair.append(session.run(tool, {"op": "ozx_read", "url": url}, timeout=120))
+        if not all(m.ok for m in pair):
+            return pair
+        pairs.append(pair)
+    pairs.sort(key=lambda pair: sum(m.wall_s or 0.0 for m in pair))
+    chosen = pairs[len(pairs) // 2]
+    for m in chosen:
+        m.detail["runs"] = len(pairs)
+    return chosen

@@ -282,8 +282,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
             ratio = best[1] / t["hcsfs"]["wall_s"]
             text = f"{_ms(k[0])} {k[1]}w {k[2]}: {ratio:.1f}x vs {best[0]}"
             raw = t.get("raw", {}).get("wall_s")
-            if raw:  # no tool can beat the peer by more than the peer beats the raw GET
-                text += f" (at most {best[1] / raw:.1f}x possible: the raw GET takes {raw:.3f} s)"
+            if raw:  # the floor every tool pays: a new S3 client and one GET
+                text += (
+                    f" (100x would be {best[1] * 10:.1f} ms; a new S3 client and the one "
+                    f"raw GET take {raw:.3f} s)"
+                )
             measured.append(text)
             met = met and ratio >= 100
     add(
@@ -383,13 +386,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         if "ozx_read" in h:
             n, members = h["ozx_read"]["total_requests"], h["ozx_read"].get("members_read")
             m_read.append(f"{_ms(latency)} {archive}: {n} GET / {members} members")
-            ok_read = ok_read and n == members
+            ok_read = ok_read and n <= (members or 0)  # neighbours may share a GET
         a, b = _b3_total(h), _b3_total(tools.get("zip-s3", {}))
         if a and b:
             m_wall.append(f"{_ms(latency)} {archive}: {b / a:.1f}x")
             ok_wall = ok_wall and b / a >= 5
     add("B3 .ozx on S3: open ≤ 3 GETs", m_open, ok_open if m_open else None)
-    add("B3 .ozx on S3: 1 GET per member read", m_read, ok_read if m_read else None)
+    add("B3 .ozx on S3: ≤ 1 GET per member read", m_read, ok_read if m_read else None)
     add("B3 .ozx on S3: ≥ 5x less wall time than zip::s3://", m_wall, ok_wall if m_wall else None)
 
     for key, name, ref, goal in (

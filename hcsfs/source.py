@@ -28,6 +28,7 @@ from typing import Any, TypedDict
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 
+from hcsfs.gcpause import collector_paused
 from hcsfs.keys import is_internal_key, join_key, normalize_key
 
 __all__ = [
@@ -480,6 +481,7 @@ class FsspecSource(Source):
         self.retry = retry if retry is not None else (S3_RETRY if self.is_s3 else DEFAULT_RETRY)
         self._limit = max_concurrency
         self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._client_locks: dict[int, asyncio.Lock] = {}
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop_id = id(asyncio.get_running_loop())
@@ -499,10 +501,25 @@ class FsspecSource(Source):
         return posixpath.relpath(path, self.root) if self.root else path
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.is_s3 and getattr(self.fs, "_s3", True) is None:
+            await self._start_s3_client()
         async with self._semaphore():
             if self.is_async:
                 return await getattr(self.fs, f"_{name}")(*args, **kwargs)
             return await asyncio.to_thread(getattr(self.fs, name), *args, **kwargs)
+
+    async def _start_s3_client(self) -> None:
+        """Create s3fs's client up front, with the cyclic collector paused.
+
+        botocore loads its service models into tens of thousands of long-lived
+        objects; a collection in the middle traverses them all, adding ~0.1 s to
+        one open in three (measured: 0.08 s -> 0.19-0.22 s).
+        """
+        lock = self._client_locks.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+        async with lock:
+            if self.fs._s3 is None:  # not made by a caller that held the lock before
+                with collector_paused():
+                    await self.fs.set_session()
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         # docstring inherited
