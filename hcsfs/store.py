@@ -13,6 +13,7 @@ data that is not a plate, it reads, writes and lists keys like any zarr store.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,8 +83,13 @@ class HCSStore(Store):
         *,
         read_only: bool = True,
         virtual_consolidated: bool | None = None,
+        preloaded: dict[str, concurrent.futures.Future[bytes | None]] | None = None,
     ) -> None:
         super().__init__(read_only=read_only or fs.read_only)
+        #: Values being fetched already (store key -> future of the bytes, None when
+        #: absent), served first with no request of their own (hcsfs.bulkread).
+        #: Not pickled.
+        self._preloaded = preloaded
         self.virtual_consolidated = (
             self.read_only if virtual_consolidated is None else virtual_consolidated
         )
@@ -125,6 +131,7 @@ class HCSStore(Store):
         self.fs = state["fs"]
         self.path = state["path"]
         self.virtual_consolidated = state.get("virtual_consolidated", self.read_only)
+        self._preloaded = None
 
     def with_read_only(self, read_only: bool = False) -> HCSStore:
         # docstring inherited
@@ -212,7 +219,12 @@ class HCSStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         # docstring inherited
-        _byte_limits(byte_range)  # refuse a bad range before going to the loop
+        start, end = _byte_limits(byte_range)  # refuse a bad range before going to the loop
+        if self._preloaded is not None and key in self._preloaded:
+            held = await asyncio.wrap_future(self._preloaded[key])
+            if held is None:
+                return None
+            return prototype.buffer.from_bytes(held if byte_range is None else held[start:end])
         data = await self._reading(self._read(self._key(key), byte_range))
         return None if data is None else prototype.buffer.from_bytes(data)
 
