@@ -18,6 +18,7 @@ Task: ``{"op": ..., "url": ..., "options": {...}, "deadline": seconds, ...}``; o
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -475,6 +476,11 @@ def run_task(tool: Tool, task: dict[str, Any]) -> dict[str, Any]:
     rows: list[Row] = []
     tool.extra = {}
     out: dict[str, Any] = {"op": op}
+    if op in ("open", "prepare", "ozx_open"):
+        tool.state.clear()  # a new plate: the previous task's objects are not kept
+    # Each task starts from a collected heap: the cyclic garbage a previous task left
+    # (every fsspec filesystem sits in a reference cycle) is not charged to this one.
+    gc.collect()
     start = time.perf_counter()
     try:
         if op == "open":
