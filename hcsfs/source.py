@@ -656,15 +656,30 @@ class FsspecSource(Source):
                 await self.fs._call_s3(
                     "put_object", Bucket=bucket, Key=path, Body=bytes(data), **condition
                 )
-        except (FileExistsError, FileNotFoundError):
-            return False  # If-None-Match failed / the object went away under If-Match
+        except FileNotFoundError:
+            return False  # the object went away under If-Match
+        except FileExistsError:
+            return await self._already_holds(key, data)  # If-None-Match failed
         except OSError as exc:
             if _is_condition_failure(exc):
-                return False
+                return await self._already_holds(key, data)
             raise
         finally:
             self.fs.invalidate_cache(full)
         return True
+
+    async def _already_holds(self, key: str, data: bytes) -> bool:
+        """After a failed condition: True when ``key`` holds exactly ``data`` anyway.
+
+        botocore retries a PUT whose response was lost (a timeout, a reset); when
+        the first attempt was applied, the retry's condition fails against our own
+        write. The object then holds our bytes: the write happened. (A concurrent
+        writer that wrote the very same bytes left the state we wanted, too.)
+        """
+        try:
+            return await self.get(key) == bytes(data)
+        except FileNotFoundError:
+            return False
 
     async def delete_tree(self, prefix: str) -> int:
         # docstring inherited

@@ -29,7 +29,7 @@ import pytest
 import zarr
 
 import hcsfs
-from hcsfs.errors import HCSError
+from hcsfs.errors import HCSError, PlateWriteError
 from hcsfs.testing import CountingS3Server, Fault, FaultPlan
 from tests.conftest import BUCKET, PlateOnBackend
 
@@ -283,6 +283,36 @@ def test_transient_write_faults_are_survived(
     reader = hcsfs.open_plate(url, storage_options=options)
     np.testing.assert_array_equal(reader.well("A", 2).image(0).level(0)[...], _pixels(2))
     assert {w.path for w in reader.meta.wells} == {"A/1", "A/2"}
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_creating_a_plate_survives_a_lost_response_to_its_conditional_put(
+    faults: CountingS3Server, version: str
+) -> None:
+    """The root document is PUT with If-None-Match; the server applies it and the
+    connection drops, botocore retries, and the retry's condition fails against our
+    own write. That must read as success, not as "another writer was first"."""
+    url = f"s3://{BUCKET}/faults-{uuid.uuid4().hex[:8]}/plate.ome.zarr"
+    options = {**faults.storage_options(), **FAST}
+    root = "zarr.json" if version == "0.5" else ".zattrs"
+    with faults.inject(
+        Fault("reset", method="PUT", key=f"{_prefix(url)}/{root}", after=True)
+    ) as plan:
+        plate = hcsfs.create_plate(url, rows=1, columns=2, version=version, storage_options=options)
+    assert plan.hits == 1
+    plate.write_image("A", 1, 0, _pixels(0), axes="cyx", chunks=(1, 16, 16))
+    plate.close()
+    reader = hcsfs.open_plate(url, storage_options=options)
+    assert reader.version == version and list(reader.well("A", 1).images) == ["0"]
+
+
+def test_a_plate_another_writer_created_is_still_refused(faults: CountingS3Server) -> None:
+    url = f"s3://{BUCKET}/faults-{uuid.uuid4().hex[:8]}/plate.ome.zarr"
+    options = {**faults.storage_options(), **FAST}
+    hcsfs.create_plate(url, rows=1, columns=2, name="first", storage_options=options).close()
+    with pytest.raises(PlateWriteError, match="holds a plate already"):
+        hcsfs.create_plate(url, rows=1, columns=2, name="second", storage_options=options)
+    assert hcsfs.open_plate(url, storage_options=options).name == "first"
 
 
 def test_interrupted_pack_to_s3_keeps_the_previous_archive(
